@@ -1,0 +1,196 @@
+"""One small interface to ClickHouse, two clients: chDB embedded (default) or a server.
+
+The SQL is the same for both. Parameters use ClickHouse's `{name:Type}` placeholders and are
+bound by the engine, never formatted into the SQL. Results come back as JSONEachRow dicts from
+both clients, so callers see identical values whichever is configured.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from schemas.settings import Settings
+
+OUTPUT_SETTINGS = {"output_format_json_quote_64bit_integers": 0, "output_format_json_quote_decimals": 0}
+
+
+class ClickHouse(Protocol):
+    database: str
+
+    def command(self, sql: str, params: dict[str, Any] | None = None) -> None: ...
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+    def query_stream(self, sql: str, params: dict[str, Any] | None = None, fmt: str = "JSONEachRow") -> Iterator[bytes]: ...
+    def insert(self, table: str, rows: bytes, settings: dict[str, Any] | None = None, fmt: str = "JSONEachRow") -> None: ...
+    def ping(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+def _settings_clause(settings: dict[str, Any] | None) -> str:
+    if not settings:
+        return ""
+    parts = []
+    for k, v in settings.items():
+        if not re.fullmatch(r"[a-z_0-9]+", k):
+            raise ValueError(f"bad setting name {k!r}")
+        parts.append(f"{k}={v!r}" if isinstance(v, str) else f"{k}={int(v) if isinstance(v, bool) else v}")
+    return " SETTINGS " + ", ".join(parts)
+
+
+class ChdbClient:
+    """chDB keeps one embedded server per process, so every client of a process shares one session."""
+
+    _session = None
+    _path: Path | None = None
+    _lock = threading.Lock()
+
+    def __init__(self, path: Path, database: str):
+        self.database = database
+        with ChdbClient._lock:
+            if ChdbClient._session is None:
+                from chdb import session
+
+                path.mkdir(parents=True, exist_ok=True)
+                ChdbClient._session = session.Session(str(path))
+                ChdbClient._path = path
+                for k, v in OUTPUT_SETTINGS.items():
+                    ChdbClient._session.query(f"SET {k}={v}")
+            elif ChdbClient._path != path:
+                raise RuntimeError(
+                    f"chDB is already open at {ChdbClient._path} in this process; one process can open one "
+                    f"data directory (asked for {path}). Use a ClickHouse server (AGENTTRACE_CLICKHOUSE_URL) "
+                    "to run readers and writers as separate processes."
+                )
+        self._s = ChdbClient._session
+
+    def _run(self, sql: str, params: dict[str, Any] | None, fmt: str = "JSONEachRow"):
+        res = self._s.query(sql, fmt, params=params or None)
+        err = getattr(res, "error_message", None)
+        if callable(err):
+            err = err()
+        if err:
+            raise RuntimeError(err)
+        return res
+
+    def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        self._run(sql, params, "CSV")
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        data = self._run(sql, params).bytes()
+        return [orjson.loads(line) for line in data.splitlines() if line]
+
+    def query_stream(self, sql: str, params: dict[str, Any] | None = None, fmt: str = "JSONEachRow") -> Iterator[bytes]:
+        # send_query streams blocks, so an export never holds the whole result.
+        with self._s.send_query(sql, fmt, params=params or None) as stream:
+            for chunk in stream:
+                yield chunk.bytes()
+
+    def insert(self, table: str, rows: bytes, settings: dict[str, Any] | None = None, fmt: str = "JSONEachRow") -> None:
+        if not rows:
+            return
+        with self._s.send_insert(f"INSERT INTO {table}{_settings_clause(settings)}", fmt) as ins:
+            ins.append(rows)
+            ins.finish()
+
+    def ping(self) -> bool:
+        try:
+            return self.query("SELECT 1 AS ok")[0]["ok"] == 1
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        """The shared session stays open for the process; see `close_embedded`."""
+
+
+def close_embedded() -> None:
+    with ChdbClient._lock:
+        if ChdbClient._session is not None:
+            ChdbClient._session.close()
+            ChdbClient._session = None
+            ChdbClient._path = None
+
+
+class ServerClient:
+    def __init__(self, url: str, database: str):
+        import clickhouse_connect
+
+        self.database = database
+        self._c = clickhouse_connect.get_client(dsn=url, settings=OUTPUT_SETTINGS, autogenerate_session_id=False)
+
+    def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        self._c.command(sql, parameters=params)
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        data = self._c.raw_query(sql, parameters=params, fmt="JSONEachRow")
+        return [orjson.loads(line) for line in data.splitlines() if line]
+
+    def query_stream(self, sql: str, params: dict[str, Any] | None = None, fmt: str = "JSONEachRow") -> Iterator[bytes]:
+        with self._c.raw_stream(sql, parameters=params, fmt=fmt) as stream:
+            yield from stream
+
+    def insert(self, table: str, rows: bytes, settings: dict[str, Any] | None = None, fmt: str = "JSONEachRow") -> None:
+        if rows:
+            self._c.raw_insert(table, insert_block=rows, settings=settings, fmt=fmt)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._c.ping())
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        self._c.close()
+
+
+def connect(settings: Settings) -> ClickHouse:
+    if settings.clickhouse_url:
+        return ServerClient(settings.clickhouse_url, settings.clickhouse_database)
+    return ChdbClient(settings.clickhouse_path, settings.clickhouse_database)
+
+
+# -- migrations ---------------------------------------------------------------
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every file in schemas/sql, in order."""
+    out = []
+    for f in resources.files("schemas").joinpath("sql").iterdir():
+        m = re.fullmatch(r"(\d+)_(\w+)\.sql", f.name)
+        if m:
+            out.append((int(m.group(1)), m.group(2), f.read_text()))
+    return sorted(out)
+
+
+def split_statements(sql: str) -> list[str]:
+    body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def migrate(client: ClickHouse, retention_days: int = 30) -> list[int]:
+    """Apply every migration not yet recorded; safe to run at every start and from many processes."""
+    db = client.database
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", db):
+        raise ValueError(f"bad database name {db!r}")
+    client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, "
+        "applied_at DateTime DEFAULT now()) ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    done = {r["version"] for r in client.query(f"SELECT version FROM {db}.schema_migrations")}
+    applied = []
+    for version, name, sql in migration_files():
+        if version in done:
+            continue
+        for stmt in split_statements(sql.replace("{db}", db).replace("{retention_days}", str(int(retention_days)))):
+            client.command(stmt)
+        client.command(
+            f"INSERT INTO {db}.schema_migrations (version, name) VALUES ({{v:UInt32}}, {{n:String}})",
+            {"v": version, "n": name},
+        )
+        applied.append(version)
+    return applied
