@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "api":
             sp.add_argument("--with-sinks", action="store_true",
                             help="also run the sinks in this process (embedded chDB allows one process)")
-        sp.set_defaults(func=lambda a, t=target: _service(t)(_settings(a), a))
+        sp.set_defaults(func=lambda a, t=target: _service(
+            "agenttrace.combined:run" if getattr(a, "with_sinks", False) else t)(_settings(a), a))
 
     rp = sub.add_parser("replay", help="rebuild rollups from the retained log")
     rp.add_argument("--from", dest="start", type=_iso, required=True, help="ISO-8601 start time")
