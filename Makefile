@@ -10,7 +10,19 @@ TEST_HOME ?= $(shell mktemp -d -u /tmp/agenttrace-test.XXXXXX)
 TEST_KAFKA_PORT ?= 19092
 PYTEST_ARGS ?=
 
-.PHONY: install up test lint bench clean
+.PHONY: install system-deps up test lint bench clean
+
+# Debian packages the tests drive for real: promtool (rule checks) and headless Chromium (overview page).
+# Security updates replace chromium builds, so an exact pin falls back to the archive's current one.
+CHROMIUM_VERSION := 156.0.8078.79-1~deb12u1
+PROMETHEUS_VERSION := 2.42.0+ds-5+deb12u1
+system-deps:
+	@if ! command -v promtool >/dev/null || ! command -v chromium >/dev/null; then \
+	  command -v apt-get >/dev/null || { echo "need promtool and chromium (Debian packages prometheus, chromium)"; exit 1; }; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null; \
+	  apt-get install -y -q --no-install-recommends prometheus=$(PROMETHEUS_VERSION) chromium=$(CHROMIUM_VERSION) >/dev/null \
+	    || apt-get install -y -q --no-install-recommends prometheus=$(PROMETHEUS_VERSION) chromium >/dev/null; \
+	fi
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +36,7 @@ up: install
 	$(BIN)/agenttrace up
 
 # One broker for the whole run, started by the project's stack launcher and stopped whatever happens.
-test: install
+test: install system-deps
 	@export AGENTTRACE_HOME=$(TEST_HOME) AGENTTRACE_KAFKA_PORT=$(TEST_KAFKA_PORT) \
 	  AGENTTRACE_KAFKA_CONTROLLER_PORT=$$(( $(TEST_KAFKA_PORT) + 1 )) \
 	  AGENTTRACE_KAFKA_BOOTSTRAP=127.0.0.1:$(TEST_KAFKA_PORT); \
