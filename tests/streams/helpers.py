@@ -56,7 +56,7 @@ def event_set(t0: datetime, minutes: int = 6, seed: int = 7) -> list[Any]:
             n += 1
             out.append(Heartbeat(event_id=uuid.uuid5(NS, f"h{n}"), timestamp=t0 + timedelta(minutes=m, seconds=30),
                                  project_id="proj", agent_id=agent))
-    out.sort(key=lambda e: (e.agent_id, e.timestamp))
+    out.sort(key=lambda e: e.timestamp)  # arrival in event-time order
     return out
 
 
@@ -106,7 +106,7 @@ def produce_raw(settings: Settings, topic: str, key: bytes, value: bytes | None,
     assert p.flush(20) == 0
 
 
-def test_config(**kw: Any) -> StreamConfig:
+def stream_config(**kw: Any) -> StreamConfig:
     base = {"window_seconds": 60, "wait_seconds": 5, "lateness_seconds": 300, "tick_seconds": 0.2,
             "epoch_seconds": 0.5, "idle_advance": False}
     return StreamConfig(**{**base, **kw})
@@ -115,7 +115,7 @@ def test_config(**kw: Any) -> StreamConfig:
 def run_bounded(settings: Settings, cfg: StreamConfig | None = None, **kw: Any) -> None:
     """The dataflow over everything currently on the events topic, in this thread."""
     end = offsets_at(settings.kafka_bootstrap, settings.topic(EVENTS), None)
-    spec = FlowSpec.from_settings(settings, cfg or test_config(), live=False, end=end, rules_topic=None, **kw)
+    spec = FlowSpec.from_settings(settings, cfg or stream_config(), live=False, end=end, rules_topic=None, **kw)
     run_main(build_flow(spec))
 
 
@@ -132,3 +132,11 @@ def final_rollups(msgs: list[Any]) -> dict[str, bytes]:
         if k not in best or doc["version"] >= best[k][0]:
             best[k] = (doc["version"], m.value())
     return {k: v for k, (_, v) in best.items()}
+
+
+def split_after(msgs: list[Any], before: list[Any]) -> list[Any]:
+    """Messages of `msgs` that were not yet on the topic when `before` was read (per partition)."""
+    seen: dict[int, int] = {}
+    for m in before:
+        seen[m.partition()] = max(seen.get(m.partition(), -1), m.offset())
+    return [m for m in msgs if m.offset() > seen.get(m.partition(), -1)]
