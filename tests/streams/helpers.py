@@ -140,3 +140,47 @@ def split_after(msgs: list[Any], before: list[Any]) -> list[Any]:
     for m in before:
         seen[m.partition()] = max(seen.get(m.partition(), -1), m.offset())
     return [m for m in msgs if m.offset() > seen.get(m.partition(), -1)]
+
+
+class StreamProcess:
+    """`agenttrace stream` in a subprocess (what a deployment runs), for live/kill tests."""
+
+    def __init__(self, settings: Settings, **cfg: Any):
+        import os
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        from tests.support import free_port
+
+        self.port = free_port()
+        env = dict(os.environ)
+        env.update({"AGENTTRACE_HOME": str(settings.home_dir), "AGENTTRACE_TOPIC_PREFIX": settings.topic_prefix,
+                    "AGENTTRACE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                    "AGENTTRACE_STREAM_METRICS_PORT": str(self.port), "AGENTTRACE_LOG_LEVEL": "warning"})
+        base = {"tick_seconds": 0.2, "epoch_seconds": 0.5, "minute_seconds": 1, "wait_seconds": 5}
+        for k, v in {**base, **cfg}.items():
+            env[f"AGENTTRACE_STREAM_{k.upper()}"] = str(v)
+        self.log = open(settings.home_dir / f"stream-{self.port}.log", "wb")  # noqa: SIM115
+        agenttrace = Path(sys.executable).with_name("agenttrace")
+        self.proc = subprocess.Popen([str(agenttrace), "stream"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def metric(self, name: str) -> float:
+        import urllib.request
+
+        body = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2).read().decode()
+        total = 0.0
+        for line in body.splitlines():
+            if line.startswith(name) and not line.startswith("#"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+
+
+def read_after(settings: Settings, topic: str) -> list[Any]:
+    return read_topic(settings.kafka_bootstrap, topic, timeout=10)
