@@ -145,7 +145,7 @@ def split_after(msgs: list[Any], before: list[Any]) -> list[Any]:
 class StreamProcess:
     """`agenttrace stream` in a subprocess (what a deployment runs), for live/kill tests."""
 
-    def __init__(self, settings: Settings, **cfg: Any):
+    def __init__(self, settings: Settings, workers: int = 1, **cfg: Any):
         import os
         import subprocess
         import sys
@@ -163,7 +163,7 @@ class StreamProcess:
             env[f"AGENTTRACE_STREAM_{k.upper()}"] = str(v)
         self.log = open(settings.home_dir / f"stream-{self.port}.log", "wb")  # noqa: SIM115
         agenttrace = Path(sys.executable).with_name("agenttrace")
-        self.proc = subprocess.Popen([str(agenttrace), "stream"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([str(agenttrace), "stream", "--workers", str(workers)], env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def metric(self, name: str) -> float:
         import urllib.request
