@@ -1,0 +1,22 @@
+"""API-key authentication: the key decides the project, whatever the body says."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException, Request
+
+from schemas.keys import ApiKey, KeyStore, token_from_headers
+
+
+class Authenticator:
+    def __init__(self, store: KeyStore):
+        self.store = store
+
+    def __call__(self, request: Request) -> ApiKey:
+        token = token_from_headers(request.headers.get("authorization"), request.headers.get("x-api-key"))
+        if not token:
+            raise HTTPException(401, "missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
+                                headers={"WWW-Authenticate": "Bearer"})
+        key = self.store.verify(token)
+        if key is None:
+            raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        return key

@@ -1,0 +1,69 @@
+"""Turning a request's raw events into normalized, priced events plus per-index rejections."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agenttrace.kafka import event_record
+from ingest.publisher import Record
+from schemas.events import EventBase, EventValidationError, parse_event
+from schemas.normalize import normalize_event
+
+
+@dataclass
+class Batch:
+    records: list[Record] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    types: Tally[str] = field(default_factory=Tally)
+
+    @property
+    def accepted(self) -> int:
+        return len(self.records)
+
+    def add(self, event: EventBase) -> None:
+        self.records.append(event_record(event))
+        self.types[event.type] += 1
+
+    def reject(self, index: int, errors: list[dict[str, str]]) -> None:
+        reason = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        self.rejected.append({"index": index, "reason": reason, "errors": errors})
+
+
+def build_batch(raw_events: list[Any], project_id: str, received_at: datetime | None = None) -> Batch:
+    """Validate each event on its own: the good ones are kept, the bad ones reported by index and field."""
+    batch = Batch()
+    now = received_at or datetime.now(UTC)
+    for i, raw in enumerate(raw_events):
+        try:
+            event = parse_event(raw)
+        except EventValidationError as exc:
+            batch.reject(i, exc.errors)
+            continue
+        batch.add(normalize_event(event, project_id, now))
+    return batch
+
+
+class BatchTooLarge(ValueError):
+    """More events than the batch limit (413)."""
+
+
+def events_of(doc: Any, max_events: int) -> list[Any]:
+    """The event list of a body: `{"events": [...]}`, a bare list, or one event object."""
+    if isinstance(doc, dict) and "events" in doc:
+        events = doc["events"]
+        if not isinstance(events, list):
+            raise ValueError("events: must be a list of event objects")
+    elif isinstance(doc, list):
+        events = doc
+    elif isinstance(doc, dict):
+        events = [doc]
+    else:
+        raise ValueError("body: must be {\"events\": [...]}")
+    if not events:
+        raise ValueError("events: the batch is empty")
+    if len(events) > max_events:
+        raise BatchTooLarge(f"events: at most {max_events} events per batch, got {len(events)}")
+    return events

@@ -1,0 +1,53 @@
+"""HTTP metrics of the house (`http_requests_total{method,path,status}` etc.) as a plain ASGI middleware."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "path", "status"])
+DURATION = Histogram("http_request_duration_seconds", "HTTP request duration", ["method", "path"],
+                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+_SIZES = (100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000)
+REQUEST_SIZE = Histogram("http_request_size_bytes", "HTTP request body size", ["method", "path"], buckets=_SIZES)
+RESPONSE_SIZE = Histogram("http_response_size_bytes", "HTTP response body size", ["method", "path"], buckets=_SIZES)
+
+
+class HttpMetrics:
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        out = 0
+
+        async def send_wrapper(message: dict) -> None:
+            nonlocal status, out
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                out += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            # The route template keeps label cardinality bounded (unmatched paths share one label).
+            path = getattr(route, "path", None) or "unmatched"
+            method = scope["method"]
+            size = 0
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length":
+                    size = int(value) if value.isdigit() else 0
+                    break
+            REQUESTS.labels(method, path, str(status)).inc()
+            DURATION.labels(method, path).observe(time.perf_counter() - started)
+            REQUEST_SIZE.labels(method, path).observe(size)
+            RESPONSE_SIZE.labels(method, path).observe(out)
