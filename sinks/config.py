@@ -1,0 +1,21 @@
+"""Knobs of the sinks that the shared Settings do not carry (env prefix AGENTTRACE_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SinkSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTTRACE_", extra="ignore")
+
+    sink_batch_rows: int = Field(default=50_000, ge=1, description="flush a batch at this many messages")
+    sink_batch_seconds: float = Field(default=0.5, gt=0, description="or after this long")
+    sink_backoff_max_seconds: float = Field(default=10.0, gt=0, description="cap of the ClickHouse retry backoff")
+    webhook_secret: str = Field(default="", description="HMAC-SHA256 key of X-AgentTrace-Signature")
+    webhook_timeout_seconds: float = 5.0
+    # Delays before retry 1, 2, 3; a fourth failure is final.
+    delivery_retry_delays: list[float] = Field(default_factory=lambda: [1.0, 4.0, 16.0])
+    smtp_timeout_seconds: float = 10.0
+    # Test hook: exit the process right after the first ClickHouse insert, before the commit.
+    sink_crash_after_insert: bool = False
