@@ -1,0 +1,102 @@
+"""Read access to ClickHouse for the API: limits on every query, timings, errors users can read.
+
+Queries run in worker threads so the event loop keeps serving while ClickHouse works.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from anyio import to_thread
+from prometheus_client import REGISTRY, Histogram
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agenttrace.clickhouse import ClickHouse
+from api.errors import ApiError
+
+log = logging.getLogger("agenttrace.api")
+
+
+def _histogram(name: str, doc: str, labels: list[str], buckets: tuple[float, ...]) -> Histogram:
+    # Another component may have registered it in this process already (combined runs, tests).
+    try:
+        return Histogram(name, doc, labels, buckets=buckets)
+    except ValueError:
+        return REGISTRY._names_to_collectors[name]  # type: ignore[return-value]
+
+
+QUERY_SECONDS = _histogram("db_query_duration_seconds", "ClickHouse query duration by query", ["query"],
+                           (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+
+
+class Limits(BaseSettings):
+    """Protects ClickHouse from expensive requests (env AGENTTRACE_API_*)."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENTTRACE_API_", extra="ignore")
+    max_execution_time: int = 10
+    max_result_rows: int = 1_000_000
+    max_memory_usage: int = 2_000_000_000
+    table_limit: int = 1000
+    table_max_limit: int = 10_000
+    export_max_rows: int = 10_000_000
+    export_max_execution_time: int = 600
+    agent_down_after_minutes: int = 5
+
+
+class Db:
+    def __init__(self, client: ClickHouse, limits: Limits | None = None):
+        self.client = client
+        self.limits = limits or Limits()
+        self.database = client.database
+
+    def _settings(self, export: bool = False) -> str:
+        lim = self.limits
+        seconds = lim.export_max_execution_time if export else lim.max_execution_time
+        rows = lim.export_max_rows + 1 if export else lim.max_result_rows
+        return (f" SETTINGS max_execution_time={int(seconds)}, max_result_rows={int(rows)}, "
+                f"result_overflow_mode='throw', max_memory_usage={int(lim.max_memory_usage)}, "
+                "date_time_output_format='iso'")
+
+    def rows_sync(self, name: str, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        try:
+            return self.client.query(sql + self._settings(), params)
+        except Exception as exc:
+            raise translate(exc, name) from None
+        finally:
+            QUERY_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+    async def rows(self, name: str, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return await to_thread.run_sync(self.rows_sync, name, sql, params)
+
+    def stream(self, name: str, sql: str, params: dict[str, Any], fmt: str) -> Iterator[bytes]:
+        """Blocks as ClickHouse produces them; nothing holds the whole result."""
+        started = time.perf_counter()
+        try:
+            yield from self.client.query_stream(sql + self._settings(export=True), params, fmt=fmt)
+        except Exception as exc:
+            raise translate(exc, name) from None
+        finally:
+            QUERY_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+    def ping(self) -> bool:
+        return self.client.ping()
+
+
+def translate(exc: Exception, name: str) -> ApiError:
+    text = str(exc)
+    if "TIMEOUT_EXCEEDED" in text or "Timeout exceeded" in text:
+        return ApiError(504, "query took longer than the API's time limit; narrow the time range or add filters")
+    if "TOO_MANY_ROWS" in text or "Limit for result exceeded" in text:
+        return ApiError(413, "result larger than the API's row limit; narrow the time range or add filters")
+    if "MEMORY_LIMIT_EXCEEDED" in text:
+        return ApiError(503, "query needed more memory than the API allows; narrow the time range")
+    if "UNKNOWN_TABLE" in text or "UNKNOWN_DATABASE" in text:
+        return ApiError(503, "ClickHouse tables are not there yet (have the sinks run their migrations?)")
+    if "CANNOT_PARSE" in text or "BAD_ARGUMENTS" in text:
+        return ApiError(400, "a parameter could not be read as the type ClickHouse expects")
+    log.error("query failed", extra={"fields": {"query": name, "error": text[:2000]}})
+    return ApiError(502, f"ClickHouse query {name!r} failed; see the API log")
