@@ -49,6 +49,9 @@ class ChdbClient:
     _session = None
     _path: Path | None = None
     _lock = threading.Lock()
+    # chDB refuses any query while a streaming insert is active on the session ("Cannot run a query
+    # while a streaming insert is active"), so inserts and queries of the process take turns.
+    _io = threading.RLock()
 
     def __init__(self, path: Path, database: str):
         self.database = database
@@ -70,7 +73,8 @@ class ChdbClient:
         self._s = ChdbClient._session
 
     def _run(self, sql: str, params: dict[str, Any] | None, fmt: str = "JSONEachRow"):
-        res = self._s.query(sql, fmt, params=params or None)
+        with ChdbClient._io:
+            res = self._s.query(sql, fmt, params=params or None)
         err = getattr(res, "error_message", None)
         if callable(err):
             err = err()
@@ -94,7 +98,7 @@ class ChdbClient:
     def insert(self, table: str, rows: bytes, settings: dict[str, Any] | None = None, fmt: str = "JSONEachRow") -> None:
         if not rows:
             return
-        with self._s.send_insert(f"INSERT INTO {table}{_settings_clause(settings)}", fmt) as ins:
+        with ChdbClient._io, self._s.send_insert(f"INSERT INTO {table}{_settings_clause(settings)}", fmt) as ins:
             ins.append(rows)
             ins.finish()
 
