@@ -378,7 +378,7 @@ def values_query(db: str, project: str, variable: str, tr: TimeRange, limit: int
     conds = [f"project_id = {sql.project}", sql.time(tcol, tr)]
     # Distinct values need no FINAL: a duplicate row carries the same value.
     text = (f"SELECT DISTINCT {expr} AS value FROM {table(db, tbl)} WHERE {where(conds)} "
-            f"ORDER BY value LIMIT {sql.bind(limit, 'UInt32')}")
+            f"HAVING value != '' ORDER BY value LIMIT {sql.bind(limit, 'UInt32')}")
     if variable == "agents":
         text = (f"SELECT value FROM ({text} UNION DISTINCT SELECT DISTINCT agent_id AS value FROM "
                 f"{table(db, 'agents')} WHERE project_id = {sql.project}) WHERE value != '' "

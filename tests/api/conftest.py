@@ -19,6 +19,7 @@ class Env:
     db: str
     ch: object
     app: object
+    extras: dict
 
     def h(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key_a}"}
@@ -38,6 +39,7 @@ async def env(settings, clickhouse):
     key_b, _ = store.create("proj_b", name="b")
     ds = dataset.build()
     dataset.load(clickhouse, settings.clickhouse_database, ds)
+    extras = dataset.load_extras(clickhouse, settings.clickhouse_database, ds)
     app = create_app(settings, client=clickhouse)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
-        yield Env(client, ds, key_a, key_b, settings.clickhouse_database, clickhouse, app)
+        yield Env(client, ds, key_a, key_b, settings.clickhouse_database, clickhouse, app, extras)

@@ -217,3 +217,60 @@ def expected(events: list[dict[str, Any]], field_: str, agg: str, group_by: str,
 
 def close(a: float, b: float, rel: float) -> bool:
     return math.isclose(a, b, rel_tol=rel, abs_tol=1e-9)
+
+
+def extras(ds: DataSet) -> dict[str, list[dict[str, Any]]]:
+    """Scores, spans, alerts, agents and rules of both projects (small, hand-made)."""
+    t = ds.end - timedelta(minutes=30)
+    now = datetime.now(UTC)
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for project in ("proj_a", "proj_b"):
+        for i in range(6):
+            out["scores"].append({"event_id": str(uuid.uuid4()), "project_id": project, "agent_id": AGENTS[i % 3],
+                                  "timestamp": fmt(t + timedelta(minutes=i)), "trace_id": f"{project}-t1",
+                                  "name": "helpfulness" if i % 2 else "accuracy", "value": i / 10,
+                                  "passed": i % 2 == 0, "evaluator": "eval", "comment": f"c{i}"})
+        tid = f"{project}-tree"
+        for sid, parent, name in (("root", "", "run"), ("a", "root", "plan"), ("b", "root", "act"),
+                                  ("c", "b", "tool")):
+            out["spans"].append({"event_id": str(uuid.uuid4()), "project_id": project, "agent_id": "planner",
+                                 "trace_id": tid, "span_id": sid, "parent_span_id": parent, "name": name,
+                                 "start_time": fmt(t), "duration_ms": 12.5, "status": "ok"})
+        # After the metric range, so the metric truth stays the generated events alone.
+        te = ds.end + timedelta(minutes=2)
+        out["tree_events"].append({"event_id": str(uuid.uuid4()), "type": "llm_call", "timestamp": fmt(te),
+                                   "received_at": fmt(te), "project_id": project, "agent_id": "planner",
+                                   "trace_id": tid, "span_id": "c1", "parent_span_id": "c", "provider": "openai",
+                                   "model": "gpt-4o", "tokens_in": 5, "tokens_out": 5, "latency_ms": 10.0,
+                                   "status_code": 200, "cost_usd": 0.001})
+        for agent, seen in (("planner", now - timedelta(minutes=1)), ("coder", now - timedelta(hours=3))):
+            out["agents"].append({"project_id": project, "agent_id": f"{agent}" if project == "proj_a" else
+                                  f"{agent}-b", "name": agent.title(), "last_seen": fmt(seen)})
+        rule_id = f"{project}-rule"
+        rule = {"id": rule_id, "project_id": project, "type": "error_rate", "threshold": 10, "window_minutes": 15}
+        out["alert_rules"].append({"project_id": project, "id": rule_id, "type": "error_rate",
+                                   "rule": orjson.dumps(rule).decode(), "enabled": True, "deleted": False,
+                                   "updated_at": fmt(now), "version": 1})
+        out["alert_rules"].append({"project_id": project, "id": f"{project}-gone", "type": "budget",
+                                   "rule": "{}", "enabled": True, "deleted": True, "updated_at": fmt(now),
+                                   "version": 2})
+        base = {"rule_id": rule_id, "rule_type": "error_rate", "project_id": project, "agent_id": "planner",
+                "subject": "planner", "threshold": 10.0, "window_minutes": 15}
+        out["alerts"] += [
+            {**base, "alert_id": f"{project}-a1", "state": "fired", "outcome": "fired", "value": 25.0,
+             "message": "error rate 25%", "timestamp": fmt(t)},
+            {**base, "alert_id": f"{project}-a1", "state": "fired", "outcome": "failed", "channel": "webhook",
+             "target": "http://hook", "attempt": 1, "error": "503", "message": "error rate 25%",
+             "timestamp": fmt(t)},
+            {**base, "alert_id": f"{project}-a1", "state": "fired", "outcome": "delivered", "channel": "webhook",
+             "target": "http://hook", "attempt": 2, "message": "error rate 25%", "timestamp": fmt(t)},
+        ]
+    return out
+
+
+def load_extras(client: Any, db: str, ds: DataSet) -> dict[str, list[dict[str, Any]]]:
+    ex = extras(ds)
+    for tbl in ("scores", "spans", "agents", "alert_rules", "alerts"):
+        client.insert(f"{db}.{tbl}", jsonl(ex[tbl]))
+    client.insert(f"{db}.events", jsonl(ex["tree_events"]))
+    return ex
