@@ -53,12 +53,13 @@ class Db:
         self.database = client.database
 
     def _settings(self, export: bool = False) -> str:
+        # prefer_column_name_to_alias: `sum(calls) AS calls` may be reused as `sum(calls) / …`.
         lim = self.limits
         seconds = lim.export_max_execution_time if export else lim.max_execution_time
         rows = lim.export_max_rows + 1 if export else lim.max_result_rows
         return (f" SETTINGS max_execution_time={int(seconds)}, max_result_rows={int(rows)}, "
                 f"result_overflow_mode='throw', max_memory_usage={int(lim.max_memory_usage)}, "
-                "date_time_output_format='iso'")
+                "date_time_output_format='iso', prefer_column_name_to_alias=1")
 
     def rows_sync(self, name: str, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         started = time.perf_counter()

@@ -182,7 +182,7 @@ async def distinct_values(db: Db, key: ApiKey, variable: str, tr: TimeRange) -> 
         return [key.project_id]
     sql, params = q.values_query(db.database, key.project_id, variable, tr)
     rows = await db.rows(f"values_{variable}", sql, params)
-    return [str(r["value"]) for r in rows]
+    return [str(r["item"]) for r in rows]
 
 
 def router(db: Db, auth: Any) -> APIRouter:

@@ -323,7 +323,7 @@ def costs_query(db: str, project: str, tr: TimeRange, filters: list[Filter]) -> 
 SELECT toUnixTimestamp(toStartOfDay(window_start)) * 1000 AS day, model, sum(cost_usd) AS cost_usd,
        sum(calls) AS calls, sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out
 FROM {table(db, 'rollups_1m')} FINAL WHERE {where(conds)}
-GROUP BY day, model HAVING calls > 0 ORDER BY day, model LIMIT 100000"""
+GROUP BY day, model HAVING sum(calls) > 0 ORDER BY day, model LIMIT 100000"""
         return text, sql.params, "rollups_1m"
     conds = [f"project_id = {sql.project}", sql.time("timestamp", tr), "type = 'llm_call'",
              *sql.filters(filters, EVENT_COLS)]
@@ -377,12 +377,12 @@ def values_query(db: str, project: str, variable: str, tr: TimeRange, limit: int
     tcol = "window_start" if tbl == "rollups_1m" else "timestamp"
     conds = [f"project_id = {sql.project}", sql.time(tcol, tr)]
     # Distinct values need no FINAL: a duplicate row carries the same value.
-    text = (f"SELECT DISTINCT {expr} AS value FROM {table(db, tbl)} WHERE {where(conds)} "
-            f"HAVING value != '' ORDER BY value LIMIT {sql.bind(limit, 'UInt32')}")
+    text = (f"SELECT DISTINCT {expr} AS item FROM {table(db, tbl)} WHERE {where(conds)} "
+            f"HAVING item != '' ORDER BY item LIMIT {sql.bind(limit, 'UInt32')}")
     if variable == "agents":
-        text = (f"SELECT value FROM ({text} UNION DISTINCT SELECT DISTINCT agent_id AS value FROM "
-                f"{table(db, 'agents')} WHERE project_id = {sql.project}) WHERE value != '' "
-                f"ORDER BY value LIMIT {sql.bind(limit, 'UInt32')}")
+        text = (f"SELECT item FROM ({text} UNION DISTINCT SELECT DISTINCT agent_id AS item FROM "
+                f"{table(db, 'agents')} WHERE project_id = {sql.project}) WHERE item != '' "
+                f"ORDER BY item LIMIT {sql.bind(limit, 'UInt32')}")
     return text, sql.params
 
 
@@ -477,7 +477,7 @@ def rules_query(db: str, project: str) -> tuple[str, dict]:
     text = (f"SELECT id, argMax(type, version) AS type, argMax(rule, version) AS rule, "
             f"argMax(enabled, version) AS enabled, argMax(deleted, version) AS deleted, "
             f"argMax(updated_at, version) AS updated_at FROM {table(db, 'alert_rules')} "
-            f"WHERE project_id = {sql.project} GROUP BY id HAVING NOT deleted ORDER BY id LIMIT 10000")
+            f"WHERE project_id = {sql.project} GROUP BY id HAVING NOT argMax(deleted, version) ORDER BY id LIMIT 10000")
     return text, sql.params
 
 
