@@ -71,4 +71,6 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
     logging.getLogger("httpcore").setLevel("WARNING")  # per-request connection traces, not ours to log
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.proxy_port, loop="uvloop", http="httptools",
-                access_log=False, log_config=None, lifespan="on", timeout_keep_alive=75)
+                access_log=False, log_config=None, lifespan="on", timeout_keep_alive=75,
+                # The upstream's Date and Server headers are relayed; uvicorn must not add second ones.
+                server_header=False, date_header=False)
