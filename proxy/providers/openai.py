@@ -39,6 +39,8 @@ def from_json(doc: Any, usage: Usage) -> None:
         reason = get(doc, "incomplete_details", "reason")
         usage.finish_reason = reason if isinstance(reason, str) else doc.get("status") or usage.finish_reason
     usage.error_type = error_field(doc) or usage.error_type
+    if doc.get("object") == "error" and isinstance(doc.get("type"), str):  # Mistral's error shape
+        usage.error_type = doc["type"]
 
 
 def from_event(name: str, doc: Any, usage: Usage) -> None:

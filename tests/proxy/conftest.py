@@ -107,3 +107,13 @@ def proxy(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, fakes:
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def assert_no_secrets(proxy: ProxyProc) -> None:
+    """No provider key (nor the AgentTrace key) in any event, log line or metric."""
+    haystacks = {"topic": b"\n".join(proxy.raw_topic()), "log": proxy.log.read_bytes(),
+                 "metrics": httpx.get(proxy.url + "/metrics").content}
+    assert haystacks["topic"] and haystacks["log"] and haystacks["metrics"]
+    for where, data in haystacks.items():
+        for secret in (*SECRETS.values(), proxy.token):
+            assert secret.encode() not in data, f"a key leaked into the {where}"

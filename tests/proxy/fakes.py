@@ -233,9 +233,10 @@ class FakeProvider:
 class ServerThread:
     """Run an ASGI app with uvicorn in a daemon thread on a loopback port."""
 
-    def __init__(self, app: Any, port: int):
+    def __init__(self, app: Any, port: int, lifespan: str = "off", http: str = "h11"):
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
-                                lifespan="off", loop="asyncio", http="h11")
+                                lifespan=lifespan, loop="asyncio", http=http, server_header=False,
+                                date_header=http == "h11")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

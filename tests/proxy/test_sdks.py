@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from schemas.pricing import cost_usd, model_family
-from tests.proxy.conftest import SECRETS, ProxyProc
+from tests.proxy.conftest import SECRETS, ProxyProc, assert_no_secrets
 from tests.proxy.fakes import FakeProvider
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
@@ -148,3 +148,9 @@ def test_sdk_through_proxy(provider: str, stream: bool, proxy: ProxyProc, fakes:
             assert 0 < ev["ttft_ms"] <= ev["latency_ms"]
         expected_cost, status = cost_usd(provider, model_family(provider, model), tin, tout, tcached)
         assert status == "priced" and expected_cost and ev["cost_usd"] == pytest.approx(expected_cost)
+
+
+def test_no_key_in_events_logs_or_metrics(proxy: ProxyProc) -> None:
+    # Runs after the SDK calls above, against the same proxy process (debug logging on).
+    assert proxy.events  # the module's calls happened on this proxy
+    assert_no_secrets(proxy)
