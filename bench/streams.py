@@ -224,7 +224,7 @@ def bench_delays(seconds: float = 25.0) -> dict:
                 now = datetime.now(UTC)
                 cost = 0.0001 if i % 7 else 0.002
                 key, value = _event(i, now, 50, cost)
-                if i % 7 == 0:
+                if (i % 50) % 7 == 0:  # an event of proj-0, the rule's project
                     spent += cost
                     if crossed_at is None and spent > 1.0 - 1e-12:
                         crossed_at = time.time()
