@@ -43,6 +43,16 @@ def _settings_clause(settings: dict[str, Any] | None) -> str:
     return " SETTINGS " + ", ".join(parts)
 
 
+def _escaped(params: dict[str, Any] | None) -> dict[str, Any] | None:
+    """chDB reads parameter values in ClickHouse's escaped text format, as the server does over HTTP;
+    clickhouse-connect escapes strings for the server, so do the same here (else `\\`, tab or newline
+    in a value would change it)."""
+    if not params:
+        return None
+    return {k: "".join("\\" + c if c in ("\\", "'", "`", "\t", "\n") else c for c in v) if isinstance(v, str) else v
+            for k, v in params.items()}
+
+
 class ChdbClient:
     """chDB keeps one embedded server per process, so every client of a process shares one session."""
 
@@ -74,7 +84,7 @@ class ChdbClient:
 
     def _run(self, sql: str, params: dict[str, Any] | None, fmt: str = "JSONEachRow"):
         with ChdbClient._io:
-            res = self._s.query(sql, fmt, params=params or None)
+            res = self._s.query(sql, fmt, params=_escaped(params))
         err = getattr(res, "error_message", None)
         if callable(err):
             err = err()
@@ -91,7 +101,7 @@ class ChdbClient:
 
     def query_stream(self, sql: str, params: dict[str, Any] | None = None, fmt: str = "JSONEachRow") -> Iterator[bytes]:
         # send_query streams blocks, so an export never holds the whole result.
-        with self._s.send_query(sql, fmt, params=params or None) as stream:
+        with self._s.send_query(sql, fmt, params=_escaped(params)) as stream:
             for chunk in stream:
                 yield chunk.bytes()
 
