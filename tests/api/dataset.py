@@ -65,6 +65,8 @@ def build(project_a: str = "proj_a", project_b: str = "proj_b", n: int = 1500, s
                 "release": rnd.choice(RELEASES), "version": rnd.choice(VERSIONS), "name": rnd.choice(NAMES),
                 "tags": rnd.choice(TAGS), "_ms": int(ts.timestamp() * 1000),
             }
+            if project == project_b:  # values only B has, to see that A never gets them
+                ev["user_id"], ev["tags"] = "b-user", [*ev["tags"], "b-only"]
             if kind == "llm_call":
                 tin, tout = rnd.randrange(10, 5000), rnd.randrange(1, 2000)
                 ev.update(provider=provider, model=model, tokens_in=tin, tokens_out=tout,
