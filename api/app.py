@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from agenttrace.clickhouse import ClickHouse, connect
 from agenttrace.service import VERSION, health_router, setup_logging
-from api import errors, grafana, rest
+from api import errors, grafana, overview, rest
 from api.auth import Auth
 from api.db import Db, Limits
 from api.http_metrics import HttpMetrics
@@ -40,6 +40,8 @@ def create_app(settings: Settings, client: ClickHouse | None = None, limits: Lim
     app.include_router(health_router("api", {"clickhouse": clickhouse_ok}))
     app.include_router(grafana.router(db, auth))
     app.include_router(rest.router(db, auth))
+    app.include_router(overview.router())
+    app.mount("/static", overview.static_files(), name="static")
     app.add_middleware(HttpMetrics)
     app.state.db = db
     return app
