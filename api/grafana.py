@@ -203,8 +203,8 @@ def router(db: Db, auth: Any) -> APIRouter:
     async def payload_options(body: Any = Body_, key: ApiKey = Depends(auth)) -> Response:
         doc = _obj(body, "request body")
         name = doc.get("name")
-        if not isinstance(name, str):
-            raise ApiError(400, "`name` (the payload whose options are wanted) must be a string")
+        if not isinstance(name, str):  # nothing asked for (the spec allows an empty body): no options
+            return jr([])
         if name in STATIC_OPTIONS:
             return jr(_opts(STATIC_OPTIONS[name]))
         k = ALIASES.get(name, name)
@@ -242,6 +242,8 @@ def router(db: Db, auth: Any) -> APIRouter:
             except orjson.JSONDecodeError:
                 payload = {"target": payload}
         target = payload.get("target") if isinstance(payload, dict) else doc.get("target")
+        if payload is None and target is None:  # no variable asked for (the spec allows it): no values
+            return jr([])
         if not isinstance(target, str):
             raise ApiError(400, "payload.target must name a variable: " + ", ".join(q.VARIABLES))
         target = target.strip()
