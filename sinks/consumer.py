@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -51,6 +52,10 @@ class Handler(Protocol):
     def on_assign(self) -> None: ...
 
 
+_DONE: Future = Future()
+_DONE.set_result(True)  # a batch whose messages all went to the DLQ: nothing to insert
+
+
 def batch_token(topic: str, msgs: list[Message]) -> str:
     ranges: dict[int, list[int]] = {}
     for m in msgs:
@@ -70,6 +75,7 @@ def make_consumer(settings: Settings, group: str, **extra: Any) -> Consumer:
         "max.poll.interval.ms": 600_000,
         "session.timeout.ms": 30_000,
         "partition.assignment.strategy": "cooperative-sticky",
+        "max.partition.fetch.bytes": 8 * 1024 * 1024,
         **extra,
     })
 
@@ -81,11 +87,15 @@ class LandingConsumer:
         self.handler, self.client, self.dlq = handler, client, dlq
         self.on_landed = on_landed
         self._batch: list[Message] = []
+        self._inflight: tuple[Future, list[Message], float] | None = None
+        self._stop = threading.Event()
         self.landed = 0  # messages landed (or dead-lettered) and committed by this instance
         self.ready = threading.Event()
 
-    # -- rebalance: forget what we hold of partitions taken away; the new owner re-reads them
+    # -- rebalance: land what is in flight, forget what we hold of partitions taken away (the new
+    # owner re-reads them from the committed offset)
     def _revoked(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self._finish(consumer)
         gone = {p.partition for p in parts}
         self._batch = [m for m in self._batch if m.partition() not in gone]
 
@@ -94,15 +104,24 @@ class LandingConsumer:
         self.handler.on_assign()
 
     def run(self, stop: threading.Event) -> None:
+        self._stop = stop
+        # One insert in flight while the next batch is read and decoded (chDB releases the GIL).
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"insert-{self.handler.name}")
         consumer = make_consumer(self.settings, self.group)
         consumer.subscribe([self.topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked)
         log.info("consuming", extra={"fields": {"topic": self.topic, "sink": self.handler.name}})
         try:
             while not stop.is_set():
-                if self._fill(consumer, stop) and not stop.is_set():
-                    self._land(consumer, stop)
+                got = self._fill(consumer, stop)
+                if self._inflight is not None and (got or self._inflight[0].done()):
+                    self._finish(consumer)
+                if got and not stop.is_set():
+                    self._start(self._batch)
+                    self._batch = []
+            self._finish(consumer)
         finally:
             QUEUE_DEPTH.labels(self.handler.name).set(0)
+            self._pool.shutdown(wait=True)
             consumer.close()  # no commit: anything not landed is read again by the next owner
 
     def _fill(self, consumer: Consumer, stop: threading.Event) -> bool:
@@ -111,7 +130,9 @@ class LandingConsumer:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
-            timeout = 0.2 if deadline is None else max(0.0, deadline - now)
+            if deadline is None and self._inflight is not None and self._inflight[0].done():
+                break  # nothing new yet, but the insert in flight can be committed
+            timeout = 0.1 if deadline is None else max(0.0, deadline - now)
             want = min(10_000, self.sink.sink_batch_rows - len(self._batch))
             for m in consumer.consume(num_messages=want, timeout=timeout):
                 if m.error() is not None:
@@ -123,23 +144,31 @@ class LandingConsumer:
             QUEUE_DEPTH.labels(self.handler.name).set(len(self._batch))
         return bool(self._batch)
 
-    def _land(self, consumer: Consumer, stop: threading.Event) -> None:
-        msgs, t0 = self._batch, time.perf_counter()
+    def _start(self, msgs: list[Message]) -> None:
+        """Decode here, insert in the pool: the next batch is read while this one is written."""
+        t0 = time.perf_counter()
         items: list[tuple[Message, Any]] = []
+        decode = self.handler.decode
         for m in msgs:
             try:
-                items.append((m, self.handler.decode(m)))
+                items.append((m, decode(m)))
             except Poison as p:
                 self._dead(m, p.reason, str(p))
-        if items and not self._write(items, batch_token(self.topic, msgs), stop):
+        fut = self._pool.submit(self._write, items, batch_token(self.topic, msgs), self._stop) if items else None
+        self._inflight = (fut or _DONE, msgs, t0)
+
+    def _finish(self, consumer: Consumer) -> None:
+        if self._inflight is None:
+            return
+        fut, msgs, t0 = self._inflight
+        self._inflight = None
+        if not fut.result():
             return  # stopping while ClickHouse is down: keep offsets, the batch is read again
         self.dlq.flush()
         if self.sink.sink_crash_after_insert:
             os._exit(86)  # test hook: die between insert and commit
         self._commit(consumer, msgs)
-        self._batch = []
         self.landed += len(msgs)
-        QUEUE_DEPTH.labels(self.handler.name).set(0)
         JOBS.labels(self.handler.name, "ok").inc()
         JOB_DURATION.labels(self.handler.name).observe(time.perf_counter() - t0)
         if self.on_landed:

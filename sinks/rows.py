@@ -8,7 +8,7 @@ Full pydantic validation per event would cost ~10x more and was already done at 
 
 from __future__ import annotations
 
-import uuid
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +31,9 @@ class Poison(ValueError):
     def __init__(self, reason: str, error: str):
         self.reason = reason
         super().__init__(error)
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}").fullmatch
 
 
 def _need_str(d: dict[str, Any], name: str) -> str:
@@ -66,12 +69,13 @@ def event_rows(value: bytes | None, partition: int, offset: int) -> EventRows:
     typ = d.get("type")
     if typ not in EVENT_TYPES:
         raise Poison("invalid_event", f"type: must be one of {', '.join(EVENT_TYPES)}, got {typ!r}")
-    event_id = _need_str(d, "event_id")
-    try:
-        uuid.UUID(event_id)
-    except ValueError:
-        raise Poison("invalid_event", f"event_id: not a UUID: {event_id[:64]!r}") from None
-    project_id, agent_id, ts = _need_str(d, "project_id"), _need_str(d, "agent_id"), _need_str(d, "timestamp")
+    event_id, project_id, agent_id, ts = d.get("event_id"), d.get("project_id"), d.get("agent_id"), d.get("timestamp")
+    if not (isinstance(project_id, str) and isinstance(agent_id, str) and isinstance(ts, str)
+            and project_id and agent_id and ts):
+        for name in ("project_id", "agent_id", "timestamp"):
+            _need_str(d, name)
+    if not (isinstance(event_id, str) and _UUID(event_id)):
+        raise Poison("invalid_event", f"event_id: not a UUID: {str(event_id)[:64]!r}")
     if "received_at" in d and not ("kafka_partition" in d or "kafka_offset" in d):
         body = value.rstrip()
         if not body.endswith(b"}"):

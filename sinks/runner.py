@@ -40,12 +40,27 @@ def landing_consumers(settings: Settings, sink: SinkSettings, client: ClickHouse
     ]
 
 
+async def _migrate(client: ClickHouse, settings: Settings, stop: asyncio.Event, cap: float) -> None:
+    """ClickHouse may come up after us: wait for it rather than fail."""
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(migrate, client, settings.retention_days)
+            return
+        except Exception as exc:  # noqa: BLE001
+            log.warning("clickhouse not ready; retrying", extra={"fields": {"error": str(exc)[:300]}})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, cap)
+
+
 async def serve(settings: Settings, stop: asyncio.Event, sink: SinkSettings | None = None,
                 client: ClickHouse | None = None) -> None:
     """Run every sink until `stop` is set; each finishes the batch in hand and commits."""
     sink = sink or SinkSettings()
     client = client or connect(settings)
-    await asyncio.to_thread(migrate, client, settings.retention_days)
+    await _migrate(client, settings, stop, sink.sink_backoff_max_seconds)
+    if stop.is_set():
+        return
     dlq = DeadLetters(settings)
     halt = threading.Event()
     consumers = landing_consumers(settings, sink, client, dlq)
