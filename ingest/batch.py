@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter as Tally
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,10 +33,26 @@ class Batch:
         self.rejected.append({"index": index, "reason": reason, "errors": errors})
 
 
+def _uuid4_strings(n: int) -> list[str]:
+    """n random version-4 UUIDs from one urandom call (per-event uuid4() was a tenth of the CPU)."""
+    h = os.urandom(16 * n).hex()
+    out = []
+    for i in range(0, 32 * n, 32):
+        c = h[i:i + 32]
+        out.append(f"{c[:8]}-{c[8:12]}-4{c[13:16]}-{_VARIANT[c[16]]}{c[17:20]}-{c[20:]}")
+    return out
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
 def build_batch(raw_events: list[Any], project_id: str, received_at: datetime | None = None) -> Batch:
     """Validate each event on its own: the good ones are kept, the bad ones reported by index and field."""
     batch = Batch()
     now = received_at or datetime.now(UTC)
+    missing = [raw for raw in raw_events if isinstance(raw, dict) and not raw.get("event_id")]
+    for raw, event_id in zip(missing, _uuid4_strings(len(missing)), strict=True):
+        raw["event_id"] = event_id
     for i, raw in enumerate(raw_events):
         try:
             event = parse_event(raw)
