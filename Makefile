@@ -10,7 +10,7 @@ TEST_HOME ?= $(shell mktemp -d -u /tmp/agenttrace-test.XXXXXX)
 TEST_KAFKA_PORT ?= 19092
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps up test lint bench clean
+.PHONY: install system-deps up test lint bench clean dashboards
 
 # Debian packages the tests drive for real: promtool (rule checks) and headless Chromium (overview page).
 # Security updates replace chromium builds, so an exact pin falls back to the archive's current one.
@@ -45,6 +45,10 @@ test: install system-deps
 
 lint: install
 	$(BIN)/ruff check .
+
+# Regenerate the Grafana JSON and alert rules from dashboards/*.py (commit the result; tests compare).
+dashboards: install
+	$(BIN)/python -m dashboards.build
 
 bench: install
 	$(BIN)/python -m bench.report
