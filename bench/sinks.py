@@ -298,7 +298,11 @@ def main() -> None:
         out: dict = {"cpu_count": os.cpu_count(), "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
         try:
             out["throughput"] = bench_throughput(s, client, args.events)
-            out["freshness"] = bench_freshness(s, client, args.rate, args.seconds)
+            fresh = _settings(tag + "f", Path(tmp))  # its own topic: no backlog from the throughput run
+            try:
+                out["freshness"] = bench_freshness(fresh, client, args.rate, args.seconds)
+            finally:
+                _drop_topics(fresh)
             out["rollups"] = bench_rollups(client)
             out["webhook"] = bench_webhook(s, client)
         finally:

@@ -65,3 +65,20 @@ async def test_events_land_exactly_with_side_tables_and_poison(kafka_settings, c
     reasons = sorted(dict(m.headers())["reason"].decode() for m in dead)
     assert reasons == ["invalid_event", "invalid_event", "invalid_json"]
     assert {m.value() for m in dead} == {v for _, v in poison}
+
+
+async def test_row_refused_by_clickhouse_is_isolated_to_dlq(kafka_settings, clickhouse):
+    """A message that decodes but that ClickHouse refuses: found by bisection, dead-lettered, the rest lands."""
+    evs = known_events(60)
+    bad = orjson.loads(evs[10].to_json())
+    bad["event_id"] = "0e7c4a0e-1b7c-4bd7-9d8e-3f7a6d2b9c11"
+    bad["timestamp"] = "yesterday-ish"
+    records = [event_record(e)[:2] for e in evs]
+    produce(kafka_settings, EVENTS, records[:30] + [(b"p1/a1", orjson.dumps(bad))] + records[30:])
+    async with running_sinks(kafka_settings, clickhouse):
+        dead = await until(lambda: read_topic(kafka_settings.kafka_bootstrap, kafka_settings.topic(DLQ), expect=1,
+                                              timeout=2), what="dead letter")
+        await until(lambda: scalar(clickhouse, "SELECT count() FROM {db}.events FINAL") == len(evs), what="the rest")
+    assert len(dead) == 1 and dict(dead[0].headers())["reason"] == b"rejected_by_clickhouse"
+    assert orjson.loads(dead[0].value())["timestamp"] == "yesterday-ish"
+    assert scalar(clickhouse, "SELECT count() FROM {db}.events WHERE event_id = '0e7c4a0e-1b7c-4bd7-9d8e-3f7a6d2b9c11'") == 0
