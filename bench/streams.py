@@ -143,8 +143,8 @@ def bench_throughput(n: int) -> dict:
 def bench_replay(n: int) -> dict:
     s = _settings("replay")
     try:
-        start = datetime.now(UTC) - timedelta(hours=6)
-        produce(s, n, 5000, start, 6 * 3600)
+        start = datetime.now(UTC) - timedelta(hours=26)
+        produce(s, n, 1000, start, n / 2000)  # same shape as the throughput set: 2,000 events/s, 1,000 agents
         env = {**os.environ, "AGENTTRACE_HOME": str(s.home_dir), "AGENTTRACE_TOPIC_PREFIX": s.topic_prefix,
                "AGENTTRACE_KAFKA_BOOTSTRAP": s.kafka_bootstrap, "AGENTTRACE_LOG_LEVEL": "warning"}
         since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()  # log time: everything was produced since

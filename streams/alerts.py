@@ -80,6 +80,7 @@ class ProjectAlerts:
         self.agents: dict[str, AgentState] = {}
         self.clock: float | None = None  # newest event time of the project
         self.firing: dict[tuple[str, str], str] = {}  # (rule, subject) -> fired alert id
+        self.pruned_minute = 0
 
     # ---- inputs -------------------------------------------------------------------------
     def apply_rule(self, rule_id: str, rule: AlertRule | None, offset: int, now: float) -> list[Alert]:
@@ -124,8 +125,10 @@ class ProjectAlerts:
         self._prune()
 
     def _prune(self) -> None:
-        if self.clock is None:
+        # Once per minute of event time: walking every agent on every batch would cost O(agents).
+        if self.clock is None or int(self.clock // 60) <= self.pruned_minute:
             return
+        self.pruned_minute = int(self.clock // 60)
         keep = max([self.history_minutes] + [r.window_minutes for r in self.rules.values()])
         oldest = self.clock - keep * 60 - 60
         today = datetime.fromtimestamp(self.clock, UTC).date().isoformat()
