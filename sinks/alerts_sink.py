@@ -133,7 +133,7 @@ class AlertsSink:
 
     def _send_email_to(self, to: str) -> Sender:
         async def send(alert: Alert, target: str, attempt: int) -> str | None:
-            return await email.send(self.settings, alert, to, self.sink.smtp_timeout_seconds)
+            return await email.send(self.settings, alert, to, self.sink.smtp_timeout_seconds, self.sink.smtp_cert_bundle)
         return send
 
     async def _record(self, alert: Alert, channel: str, target: str, attempt: int, outcome: str, error: str) -> None:

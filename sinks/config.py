@@ -17,5 +17,6 @@ class SinkSettings(BaseSettings):
     # Delays before retry 1, 2, 3; a fourth failure is final.
     delivery_retry_delays: list[float] = Field(default_factory=lambda: [1.0, 4.0, 16.0])
     smtp_timeout_seconds: float = 10.0
+    smtp_cert_bundle: str = Field(default="", description="CA file to trust for the SMTP server's TLS certificate")
     # Test hook: exit the process right after the first ClickHouse insert, before the commit.
     sink_crash_after_insert: bool = False

@@ -25,7 +25,7 @@ def message_of(alert: Alert, sender: str, to: str) -> EmailMessage:
     return msg
 
 
-async def send(settings: Settings, alert: Alert, to: str, timeout: float) -> str | None:
+async def send(settings: Settings, alert: Alert, to: str, timeout: float, cert_bundle: str = "") -> str | None:
     """Send one alert to one address; None on success, else the error text."""
     if not settings.smtp_host:
         return "SMTP is not configured (SMTP_HOST is empty)"
@@ -38,7 +38,7 @@ async def send(settings: Settings, alert: Alert, to: str, timeout: float) -> str
             use_tls=implicit_tls,
             # SMTP_SECURE: STARTTLS is required; otherwise it is used when the server offers it.
             start_tls=True if settings.smtp_secure and not implicit_tls else None,
-            timeout=timeout,
+            timeout=timeout, cert_bundle=cert_bundle or None,
         )
     except (aiosmtplib.SMTPException, OSError) as exc:
         return f"{type(exc).__name__}: {exc}"[:500]

@@ -176,3 +176,28 @@ async def test_email_delivered_to_smtp_server(kafka_settings, clickhouse, smtp):
     assert sorted(r[0][0] for r in inbox.messages) == ["dev@example.com", "ops@example.com"]
     text = inbox.messages[0][1]
     assert a.message in text.replace("=\n", "") and "FIRED: error_rate on my-agent" in text
+
+
+async def test_email_with_required_starttls(kafka_settings, clickhouse, tmp_path):
+    import ssl
+    import subprocess
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(key),
+                    "-out", str(cert), "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    inbox = Inbox()
+    ctl = Controller(inbox, hostname="127.0.0.1", port=free_port(), tls_context=ctx, require_starttls=True)
+    ctl.start()
+    try:
+        s = kafka_settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": ctl.port, "smtp_secure": True})
+        a = alert(email_to=["sec@example.com"])
+        send(s, a)
+        async with running_sinks(s, clickhouse, FAST.model_copy(update={"smtp_cert_bundle": str(cert)})):
+            await until(lambda: any(r["outcome"] == "delivered" for r in history(clickhouse, a.alert_id, "email")),
+                        what="delivered over STARTTLS")
+        assert [r[0] for r in inbox.messages] == [["sec@example.com"]]
+    finally:
+        ctl.stop()
