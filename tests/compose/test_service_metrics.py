@@ -8,13 +8,19 @@ import re
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from confluent_kafka import Producer
 
+from agenttrace.kafka import event_record
 from dashboards.metric_catalogue import EXTERNAL, SERVICES, base_name
+from schemas.events import parse_event
+from schemas.normalize import normalize_event
 from schemas.settings import Settings
+from schemas.topics import EVENTS
 from tests.compose.test_prometheus import dashboard_exprs, metric_names, rule_exprs
 from tests.support import free_port
 
@@ -27,6 +33,18 @@ def exposed_names(text: str) -> set[str]:
     names = set(re.findall(r"^# TYPE (\S+) ", text, flags=re.M))
     names |= {m for m in re.findall(r"^([A-Za-z_:][A-Za-z0-9_:]*)[{ ]", text, flags=re.M)}
     return names
+
+
+def publish_events(bootstrap: str, topic: str, n: int) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for i in range(n):
+        event = normalize_event(parse_event({
+            "type": "llm_call", "agent_id": f"agent-{i % 3}", "provider": "openai", "model": "gpt-4o-mini",
+            "tokens_in": 100, "tokens_out": 20, "latency_ms": 250.0, "status_code": 200,
+            "timestamp": datetime.now(UTC).isoformat()}), "default")
+        key, value, headers = event_record(event)
+        producer.produce(topic, key=key, value=value, headers=headers)
+    assert producer.flush(30) == 0
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +70,13 @@ def scraped(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str):
             procs[service] = subprocess.Popen(
                 [str(Path(sys.executable).parent / "agenttrace"), command], env=env,
                 stdout=subprocess.DEVNULL, stderr=open(tmp / f"{service}.log", "wb"))
+        # Some series appear once there is work (consumer lag after the first commit): give them events.
+        publish_events(kafka_bootstrap, prefix + EVENTS, 20)
         texts: dict[str, str] = {}
         deadline = time.monotonic() + 90
-        while len(texts) < len(procs) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             for service, proc in procs.items():
-                if service in texts or proc.poll() is not None:
+                if proc.poll() is not None:
                     continue
                 try:
                     r = httpx.get(f"http://127.0.0.1:{ports[service]}/metrics", timeout=2)
@@ -64,9 +84,10 @@ def scraped(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str):
                         texts[service] = r.text
                 except httpx.HTTPError:
                     pass
-            if all(p.poll() is not None for s, p in procs.items() if s not in texts):
+            complete = [s for s in texts if set(SERVICES[s]) <= exposed_names(texts[s])]
+            if all(s in complete or procs[s].poll() is not None for s in procs):
                 break
-            time.sleep(0.5)
+            time.sleep(1)
         errors = {s: (tmp / f"{s}.log").read_text()[-2000:] for s in procs if s not in texts}
         yield texts, errors
     finally:
