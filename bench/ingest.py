@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         half_rps = max(1.0, sustained["events_per_s"] / 2 / 500)
         result["half_load"] = asyncio.run(open_loop(f"{url}/api/events", token, batch_bodies, 500, half_rps,
                                                     max(5.0, args.seconds / 3)))
-        single = asyncio.run(closed_loop(f"{url}/api/events", token, single_bodies, 1, max(5.0, args.seconds / 3), 32))
+        single = asyncio.run(closed_loop(f"{url}/api/events", token, single_bodies, 1, max(5.0, args.seconds / 3), 64))
         result["single_event"] = {"requests_per_s": single["requests_per_s"], "p99_ms": single["p99_ms"],
                                   "errors": single["errors"]}
         rss.stop.set()

@@ -11,11 +11,13 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 import tempfile
 from collections import Counter as Tally
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -282,6 +284,14 @@ def app_from_env() -> Any:
     return create_app(Settings())
 
 
+def _log_config(level: str) -> dict[str, Any]:
+    return {"version": 1, "disable_existing_loggers": False,
+            "formatters": {"json": {"()": "agenttrace.service.JsonFormatter"}},
+            "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+            "root": {"handlers": ["default"], "level": level.upper()},
+            "loggers": {"uvicorn.access": {"level": "WARNING"}, "aiokafka": {"level": "WARNING"}}}
+
+
 def run(settings: Settings, args: argparse.Namespace | None = None) -> int:
     setup_logging(settings.log_level)
     workers = int(os.environ.get("AGENTTRACE_GATEWAY_WORKERS", "1"))
@@ -296,7 +306,14 @@ def run(settings: Settings, args: argparse.Namespace | None = None) -> int:
         for k, v in settings.model_dump(mode="json").items():
             if v is not None and not isinstance(v, (dict, list)):
                 os.environ.setdefault(f"AGENTTRACE_{k.upper()}", str(v))
-        uvicorn.run("ingest.gateway:app_from_env", factory=True, workers=workers, **common)
+        # exec the uvicorn supervisor: it needs none of the modules this process has loaded (less RSS).
+        log_config = Path(tempfile.mkdtemp(prefix="agenttrace-gateway-")) / "logging.json"
+        log_config.write_bytes(orjson.dumps(_log_config(settings.log_level)))
+        os.execv(sys.executable, [
+            sys.executable, "-m", "uvicorn", "ingest.gateway:app_from_env", "--factory", "--workers", str(workers),
+            "--host", settings.host, "--port", str(settings.gateway_port), "--loop", "uvloop", "--http", "httptools",
+            "--no-access-log", "--log-config", str(log_config), "--timeout-graceful-shutdown", "15",
+        ])
     else:
         uvicorn.run(create_app(settings), **common)
     return 0

@@ -77,7 +77,8 @@ class Publisher:
             "acks": PRODUCER_DEFAULTS["acks"],
             "enable.idempotence": PRODUCER_DEFAULTS["enable_idempotence"],
             "compression.type": PRODUCER_DEFAULTS["compression_type"],
-            "linger.ms": PRODUCER_DEFAULTS["linger_ms"],
+            # Requests already bring batches of records; a short linger keeps single-event latency low.
+            "linger.ms": 2,
             "batch.size": PRODUCER_DEFAULTS["max_batch_size"],
             # Records not acknowledged within the request deadline fail rather than hang the request.
             "message.timeout.ms": int(timeout_s * 1000),
