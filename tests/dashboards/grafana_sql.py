@@ -34,20 +34,23 @@ class QueryContext:
     variables: Mapping[str, Sequence[str] | str | None] = field(default_factory=dict)
 
 
-def _args_at(sql: str, open_idx: int) -> tuple[list[str], int]:
-    """Comma-separated arguments of the call whose `(` is at open_idx; returns (args, index after `)`)."""
+def _args_at(sql: str, open_idx: int, quotes: bool = True) -> tuple[list[str], int]:
+    """Comma-separated arguments of the call whose `(` is at open_idx; returns (args, index after `)`).
+
+    The plugin's frontend counts brackets only (quotes=False); the backend also skips string literals.
+    """
     depth, quote, args, cur = 0, "", [], []
     i = open_idx
     while i < len(sql):
         ch = sql[i]
-        if quote:
+        if quote and quotes:
             cur.append(ch)
             if ch == "\\":
                 cur.append(sql[i + 1])
                 i += 1
             elif ch == quote:
                 quote = ""
-        elif ch in "'\"":
+        elif ch in "'\"" and quotes:
             quote = ch
             cur.append(ch)
         elif ch == "(":
@@ -77,7 +80,7 @@ def conditional_all(sql: str, variables: Mapping[str, Sequence[str] | str | None
     macro = "$__conditionalAll("
     idx = sql.rfind(macro)
     while idx != -1:
-        args, end = _args_at(sql, idx + len(macro) - 1)
+        args, end = _args_at(sql, idx + len(macro) - 1, quotes=False)
         if len(args) != 2:
             raise ExpansionError(f"$__conditionalAll takes 2 arguments, got {args}")
         m = re.fullmatch(r"\$\{?(\w+)\}?", args[1])
