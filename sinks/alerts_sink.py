@@ -45,6 +45,7 @@ class AlertsSink:
         self._http = httpx.AsyncClient()
         self._pending: dict[TopicPartition, deque[tuple[int, asyncio.Task | None]]] = {}
         self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
 
     # -- ClickHouse calls run in a thread and are retried while ClickHouse is away
     async def _ch(self, fn: Callable, *args) -> object:
@@ -54,10 +55,13 @@ class AlertsSink:
                 return await asyncio.to_thread(fn, *args)
             except Exception as exc:  # noqa: BLE001 - an outage; rows here are built by us
                 log.warning("clickhouse call failed; retrying", extra={"fields": {"error": str(exc)[:300]}})
+                if self._stop.is_set():
+                    raise asyncio.CancelledError from exc  # shutting down: the alert is read again later
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.sink.sink_backoff_max_seconds)
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.settings.topic_prefix + "agenttrace-sink-alerts", enable_auto_commit=False,

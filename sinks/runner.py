@@ -78,7 +78,7 @@ async def serve(settings: Settings, stop: asyncio.Event, sink: SinkSettings | No
     pool.shutdown(wait=False)
     await asyncio.to_thread(dlq.flush)
     for r in results:
-        if isinstance(r, BaseException):
+        if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
             log.error("sink stopped with an error", exc_info=r)
             raise r
 
