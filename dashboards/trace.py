@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dashboards.model import Dashboard, Link, Panel, Row, SqlTarget, Variable
+from dashboards.model import Dashboard, Panel, Row, SqlTarget, Variable
 from dashboards.sql import EVENTS, SCORES, SPANS
 
 # A typed value reaches SQL percent-encoded (quotes and backslashes included), so it cannot end the literal.
@@ -14,7 +14,7 @@ def build() -> Dashboard:
         Panel("Spans", "table", [SqlTarget(
             "SELECT start_time AS time, name, kind, span_id, parent_span_id, duration_ms, status, status_message, "
             f"agent_id AS agent FROM {SPANS} WHERE {TRACE} ORDER BY start_time")], width=24, height=10,
-            links=[Link("Trace as JSON (API)", "${api_url}/api/traces/${trace_id}", new_tab=True)]),
+            description="The same trace as a span tree: GET /api/traces/{id} on the read API (needs an API key)."),
     ])
     events = Row("Events and scores", [
         Panel("Events", "table", [SqlTarget(
@@ -30,6 +30,5 @@ def build() -> Dashboard:
         uid="agenttrace-trace", title="AgentTrace — Trace",
         description="One trace: open it from a trace id in the Overview or Quality tables.",
         rows=[spans, events], time_from="now-7d", refresh="",
-        variables=[Variable("trace_id", "Trace id", kind="textbox", default=""),
-                   Variable("api_url", "API", kind="constant", default="http://localhost:8090", hide=2)],
+        variables=[Variable("trace_id", "Trace id", kind="textbox", default="")],
     )

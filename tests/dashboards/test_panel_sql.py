@@ -86,7 +86,7 @@ def _ctx(panel: dict | None, variables: dict, hours: int = 24 * 7, now: datetime
 
 
 ALL_VARS = {"project": ALL, "agent": ALL, "model": ALL, "provider": ALL, "monthly_budget": "1000",
-            "trace_id": seeding.TRACE_ID, "api_url": "http://localhost:8090"}
+            "trace_id": seeding.TRACE_ID}
 
 
 def check_shape(panel: dict, columns: list[tuple[str, str]], rows: list[dict]) -> None:
