@@ -46,7 +46,8 @@ class Pipeline:
             stream_metrics_port=free_port(), sink_metrics_port=free_port(),
         )
         self.settings.home_dir.mkdir(parents=True, exist_ok=True)
-        self.token, _ = KeyStore(self.settings.config_path).create("e2e", name="e2e")
+        # A key without the default per-key rate limit: these tests send load on purpose.
+        self.token, _ = KeyStore(self.settings.config_path).create("e2e", name="e2e", rate_limit_per_minute=10**9)
         stack.create_topics(self.settings)
         self.logs = self.root / "logs"
         self.logs.mkdir(exist_ok=True)
