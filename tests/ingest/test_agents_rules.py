@@ -109,3 +109,29 @@ def test_rules_survive_a_gateway_restart(gateway: GatewayProc, kafka_settings: S
     gateway.start()
     r = httpx.patch(f"{gateway.url}/api/alerts/{rid}/toggle", headers=h)
     assert r.status_code == 200 and r.json()["enabled"] is False and r.json()["threshold"] == 5
+
+
+def test_two_worker_processes_share_rules_and_metrics(kafka_settings: Settings):
+    """With several workers, an edit may land on a worker that did not create the rule."""
+    from tests.ingest.conftest import make_gateway
+
+    gw = make_gateway(kafka_settings, AGENTTRACE_GATEWAY_WORKERS="2")
+    gw.start()
+    try:
+        h = {"x-api-key": gw.key("p1")}
+        url = f"{gw.url}/api/alerts"
+        for _ in range(3):
+            # fresh connections spread over both workers
+            rid = httpx.post(url, json={"type": "latency_p95", "threshold": 800}, headers=h).json()["id"]
+            for enabled in (False, True, False):
+                r = httpx.patch(f"{url}/{rid}/toggle", headers=h)
+                assert r.status_code == 200 and r.json()["enabled"] is enabled
+            assert httpx.delete(f"{url}/{rid}", headers=h).status_code == 200
+        for _ in range(6):
+            assert httpx.post(f"{gw.url}/api/events", json={"events": [{"agent_id": "a", "type": "heartbeat"}]},
+                              headers=h).status_code == 200
+        text = httpx.get(f"{gw.url}/metrics").text
+        assert 'events_ingested_total{type="heartbeat"} 6.0' in text
+        assert len(read_topic(kafka_settings.kafka_bootstrap, kafka_settings.topic(EVENTS), expect=6)) == 6
+    finally:
+        gw.stop()
