@@ -1,8 +1,10 @@
 """Publish events off the response path; spool to disk while the broker is away.
 
-One task sends in order. While the spool holds anything, new events join its tail and the spool
-drains oldest first, so the topic sees events in the order calls finished, each once (unless the
-broker fails mid-batch without answering, where a batch may be resent: consumers dedupe on event_id).
+One task sends in order through one idempotent producer. A send the broker does not acknowledge
+in time stays with the producer (which retries it until the broker answers, without duplicates),
+and every event after it goes to the on-disk spool tail. Once the stalled batch is acknowledged,
+the spool drains oldest first; only then do events go straight to the producer again. So the
+topic sees events in the order calls finished, each once.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from agenttrace.kafka import event_record, make_producer
@@ -35,17 +38,17 @@ class Publisher:
         self.spool = Spool(settings.home_dir / "spool", psettings.spool_max_events, psettings.spool_segment_events)
         metrics.SPOOL_DEPTH.set(self.spool.depth)
         self.producer: Any = None
-        self.connected = False
+        self.stalled = False
         self.sent = 0
+        self._inflight: _Inflight | None = None
         self._task: asyncio.Task | None = None
-        self._stopping = False
 
     # -- called by request handlers (never blocks) ----------------------------
     def submit(self, event: EventBase) -> None:
         rec = event_record(event)
         try:
             self.queue.put_nowait(rec)
-        except asyncio.QueueFull:  # bursts beyond memory go straight to disk rather than being lost
+        except asyncio.QueueFull:  # a burst beyond memory goes to disk rather than being lost
             self._to_spool([rec])
 
     # -- lifecycle -----------------------------------------------------------
@@ -56,77 +59,128 @@ class Publisher:
     def alive(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    @property
+    def connected(self) -> bool:
+        return self.producer is not None and not self.stalled
+
     async def stop(self, timeout: float = 10.0) -> None:
-        """Flush what is queued (to the broker or the spool), then stop."""
-        self._stopping = True
+        """Deliver what is queued if the broker answers within `timeout`; spool the rest."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (not self.queue.empty() or self._inflight) and self.connected and loop.time() < deadline:
+            await asyncio.sleep(0.05)
         if self._task:
-            try:
-                await asyncio.wait_for(self._drain_queue_on_stop(), timeout)
-            except TimeoutError:
-                pass
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        fl = self._inflight
+        if fl is not None and not fl.from_spool and not fl.spooled:
+            # Not yet acknowledged: keep on disk (resent at the next start).
+            self._to_spool([r for r, f in zip(fl.records, fl.futures, strict=False) if not _acked(f)]
+                           + fl.records[len(fl.futures):])
         self._move_queue_to_spool()
-        await self._drop_producer()
+        if self.producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.producer.stop(), 3)
         self.spool.close()
-
-    async def _drain_queue_on_stop(self) -> None:
-        while not self.queue.empty() and self.alive:
-            await asyncio.sleep(0.05)
 
     # -- the loop --------------------------------------------------------------
     async def _run(self) -> None:
-        backoff = 0.2
         while True:
             try:
-                if self.spool.depth or not self.connected:
-                    ok = await self._spool_step()
+                if self.producer is None:
+                    await self._connect()
+                elif self.spool.depth:
+                    self._move_queue_to_spool()  # keep order: the queue is newer than the spool
+                    batch = self.spool.peek(self.ps.publish_batch)
+                    acked, _ = await self._send(batch, from_spool=True)
+                    self.spool.commit(acked)
+                    metrics.SPOOL_DEPTH.set(self.spool.depth)
+                    if not self.spool.depth:
+                        log.info("spool drained", extra={"fields": {"sent": self.sent}})
                 else:
-                    ok = await self._direct_step()
+                    batch = [await self.queue.get()]
+                    while len(batch) < self.ps.publish_batch and not self.queue.empty():
+                        batch.append(self.queue.get_nowait())
+                    await self._send(batch, from_spool=False)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("publisher step failed")
-                ok = False
-            if ok:
-                backoff = 0.2
-            else:
-                await self._drop_producer()
+                await asyncio.sleep(1)
+
+    async def _connect(self) -> None:
+        backoff = 0.2
+        while True:
+            self._move_queue_to_spool()
+            producer = self._factory()
+            try:
+                await asyncio.wait_for(producer.start(), self.ps.kafka_timeout_ms / 1000 + 5)
+            except Exception as exc:
+                metrics.PRODUCER_ERRORS.inc()
+                log.warning("broker unreachable, spooling", extra={"fields": {"error": type(exc).__name__}})
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.stop(), 5)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.ps.retry_max_seconds)
+                continue
+            self.producer = producer
+            log.info("connected to broker")
+            return
 
-    async def _direct_step(self) -> bool:
-        first = await self.queue.get()
-        batch = [first]
-        while len(batch) < self.ps.publish_batch and not self.queue.empty():
-            batch.append(self.queue.get_nowait())
-        done = await self._send(batch)
-        if done < len(batch):
-            self._to_spool(batch[done:])
-            return False
-        return True
-
-    async def _spool_step(self) -> bool:
-        # Keep order: anything queued goes behind what is already spooled.
-        if not self.connected:
-            if self.queue.empty() and not self.spool.depth:
-                await asyncio.sleep(0.05)
-            self._move_queue_to_spool()
-            if not await self._connect():
-                return False
-        self._move_queue_to_spool()
-        batch = self.spool.peek(self.ps.publish_batch)
-        if not batch:
-            return True
-        done = await self._send(batch)
-        self.spool.commit(done)
-        metrics.SPOOL_DEPTH.set(self.spool.depth)
-        if done < len(batch):
-            return False
-        if not self.spool.depth:
-            log.info("spool drained", extra={"fields": {"sent": self.sent}})
-        return True
+    async def _send(self, batch: list[Record], from_spool: bool) -> tuple[int, int]:
+        """Hand `batch` to the producer and wait for the broker; return (acknowledged prefix, failed)."""
+        fl = _Inflight(batch, [], from_spool)
+        self._inflight = fl
+        try:
+            for key, value, headers in batch:
+                try:
+                    fl.futures.append(await self.producer.send(self.topic, value=value, key=key, headers=headers))
+                except Exception as exc:  # not taken by the producer (e.g. no metadata): spooled below
+                    metrics.PRODUCER_ERRORS.inc()
+                    log.warning("broker send refused, spooling", extra={"fields": {"error": type(exc).__name__}})
+                    break
+            # The idempotent producer retries until acknowledged (never duplicating); while it waits,
+            # the batch is also written to the spool head so a crash does not lose it, and newer
+            # events queue up behind it on disk.
+            pending = set(fl.futures)
+            while pending:
+                _, pending = await asyncio.wait(pending, timeout=self.ps.kafka_timeout_ms / 1000)
+                if pending:
+                    if not self.stalled:
+                        metrics.PRODUCER_ERRORS.inc()
+                        log.warning("broker not acknowledging, spooling new events")
+                        self.stalled = True
+                    if not from_spool and not fl.spooled:
+                        self._to_spool(batch)  # the spool is empty in direct mode: these become its head
+                        fl.spooled = True
+                    self._move_queue_to_spool()
+            if self.stalled:
+                log.info("broker acknowledging again")
+            self.stalled = False
+            futures = fl.futures
+            acked = 0
+            for f in futures:
+                if not _acked(f):
+                    break
+                acked += 1
+            failed = sum(1 for f in futures if not _acked(f))
+            if failed:  # permanent errors only (retriable ones are retried by the producer)
+                metrics.PRODUCER_ERRORS.inc(failed)
+                metrics.DROPPED.inc(failed)
+                log.error("broker rejected events", extra={"fields": {
+                    "count": failed, "error": repr(next(f.exception() for f in futures if not _acked(f)))}})
+                acked = len(futures)  # rejected for good: skip them rather than block what follows
+            if not from_spool:
+                if fl.spooled:
+                    self.spool.commit(len(futures))  # what was sent leaves the spool head; the unsent stay
+                    metrics.SPOOL_DEPTH.set(self.spool.depth)
+                elif len(futures) < len(batch):
+                    self._to_spool(batch[len(futures):])
+            self.sent += len(futures) - failed
+            return acked, failed
+        finally:
+            self._inflight = None
 
     # -- helpers ---------------------------------------------------------------
     def _move_queue_to_spool(self) -> None:
@@ -137,52 +191,22 @@ class Publisher:
             self._to_spool(batch)
 
     def _to_spool(self, records: list[Record]) -> None:
+        if not records:
+            return
         dropped = self.spool.append(records)
         if dropped:
             metrics.DROPPED.inc(dropped)
             log.warning("spool full, dropped oldest events", extra={"fields": {"dropped": dropped}})
         metrics.SPOOL_DEPTH.set(self.spool.depth)
 
-    async def _connect(self) -> bool:
-        producer = self._factory()
-        try:
-            await asyncio.wait_for(producer.start(), self.ps.kafka_timeout_ms / 1000 + 5)
-        except Exception as exc:
-            metrics.PRODUCER_ERRORS.inc()
-            log.warning("broker unreachable, spooling", extra={"fields": {"error": type(exc).__name__}})
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), 5)
-            return False
-        self.producer, self.connected = producer, True
-        log.info("connected to broker")
-        return True
 
-    async def _drop_producer(self) -> None:
-        producer, self.producer, self.connected = self.producer, None, False
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), 5)
+@dataclass
+class _Inflight:
+    records: list[Record]
+    futures: list[asyncio.Future]
+    from_spool: bool
+    spooled: bool = False
 
-    async def _send(self, batch: list[Record]) -> int:
-        """Send in order; return how many leading records the broker acknowledged."""
-        if self.producer is None:
-            return 0
-        futures = []
-        try:
-            for key, value, headers in batch:
-                futures.append(await self.producer.send(self.topic, value=value, key=key, headers=headers))
-        except Exception:
-            pass
-        if futures:
-            # aiokafka fails undelivered batches after request_timeout_ms; the margin only guards a hang.
-            await asyncio.wait(futures, timeout=self.ps.kafka_timeout_ms / 1000 + 10)
-        done = 0
-        for f in futures:
-            if not f.done() or f.cancelled() or f.exception() is not None:
-                break
-            done += 1
-        if done < len(batch):
-            metrics.PRODUCER_ERRORS.inc()
-            log.warning("broker send failed, spooling", extra={"fields": {"failed": len(batch) - done}})
-        self.sent += done
-        return done
+
+def _acked(f: asyncio.Future) -> bool:
+    return f.done() and not f.cancelled() and f.exception() is None

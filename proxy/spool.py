@@ -112,20 +112,21 @@ class Spool:
         return [decode(line) for line in lines[self._head_pos: min(n, self._head_pos + limit)]]
 
     def commit(self, count: int) -> None:
-        """Mark the first `count` peeked records as delivered."""
-        if not self._segments or count <= 0:
-            return
-        seq, n = self._segments[0]
-        self._head_pos += count
-        if self._head_pos < n:
-            self._path(seq).with_suffix(".pos").write_text(str(self._head_pos))
-            return
-        self._segments.popleft()
-        if not self._segments and self._tail:  # the head was also the tail
-            self._tail.close()
-            self._tail = None
-        self._remove(seq)
-        self._head_pos = 0
+        """Mark the `count` oldest records as delivered."""
+        while count > 0 and self._segments:
+            seq, n = self._segments[0]
+            step = min(count, n - self._head_pos)
+            self._head_pos += step
+            count -= step
+            if self._head_pos < n:
+                self._path(seq).with_suffix(".pos").write_text(str(self._head_pos))
+                return
+            self._segments.popleft()
+            if not self._segments and self._tail:  # the head was also the tail
+                self._tail.close()
+                self._tail = None
+            self._remove(seq)
+            self._head_pos = 0
 
     def close(self) -> None:
         if self._tail:

@@ -9,6 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -117,3 +118,16 @@ def assert_no_secrets(proxy: ProxyProc) -> None:
     for where, data in haystacks.items():
         for secret in (*SECRETS.values(), proxy.token):
             assert secret.encode() not in data, f"a key leaked into the {where}"
+
+
+def in_process_proxy(settings: Settings, ps: Any) -> tuple[Any, ServerThread]:
+    """The proxy app served by uvicorn (httptools, lifespan on) in a thread of this process."""
+    from proxy.server import create_app
+
+    app = create_app(settings, ps)
+    return app, ServerThread(app, settings.proxy_port, lifespan="on", http="httptools").start()
+
+
+def topic_events(settings: Settings, count: int, timeout: float = 30.0) -> list[dict]:
+    msgs = read_topic(settings.kafka_bootstrap, settings.topic(EVENTS), expect=count, timeout=timeout)
+    return [orjson.loads(m.value()) for m in msgs]
