@@ -161,3 +161,11 @@ def test_dockerfile_installs_with_the_ci_lock() -> None:
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored
     assert "compose" not in ignored, "the init job runs compose/init_stack.py from the image"
+
+
+def test_compose_runs_without_an_env_file() -> None:
+    # Every ${VAR} has a default, so `up -d` works on a fresh checkout; `$$` escapes reach the container shell.
+    text = COMPOSE.read_text()
+    unescaped = re.findall(r"(?<!\$)\$\{(\w+)(:-[^}]*)?\}", text)
+    assert unescaped, "expected configurable values"
+    assert [name for name, default in unescaped if not default] == []
