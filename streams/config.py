@@ -17,5 +17,5 @@ class StreamConfig(BaseSettings):
     minute_seconds: float = Field(default=60.0, gt=0,
                                   description="seconds per rule minute for processing-time durations (tests shrink it)")
     alert_history_minutes: int = Field(default=60, ge=1, description="minute buckets kept per agent for alert windows")
-    epoch_seconds: float = Field(default=2.0, gt=0, description="Bytewax epoch = snapshot interval")
+    epoch_seconds: float = Field(default=5.0, gt=0, description="Bytewax epoch = snapshot interval")
     batch_size: int = Field(default=5000, ge=1, description="max Kafka messages per source poll")

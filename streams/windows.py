@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -72,6 +73,7 @@ class Agg:
         self.error_events += 1
 
 
+@lru_cache(maxsize=4096)
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
@@ -95,7 +97,7 @@ def rollup_doc(win_start: int, width: int, dims: Dims, agg: Agg) -> dict[str, An
 def rollup_record(win_start: int, width: int, dims: Dims, agg: Agg) -> tuple[bytes, bytes]:
     """(key, value) of a rollup message; key equals `Rollup.key()`."""
     doc = rollup_doc(win_start, width, dims, agg)
-    key = f"{datetime.fromtimestamp(win_start, UTC).isoformat()}/{'/'.join(dims)}"
+    key = f"{iso(win_start)[:-1]}+00:00/{'/'.join(dims)}"  # Rollup.key(): isoformat() of the start
     return key.encode(), orjson.dumps(doc)
 
 
@@ -119,6 +121,7 @@ class PartitionWindows:
         self.dirty: set[WinKey] = set()
         self.max_ts: float | None = None
         self.watermark = float("-inf")
+        self.forgotten_until = float("-inf")  # windows ending before this are gone
 
     def window_of(self, ts: float) -> int:
         return int(ts // self.width) * self.width
@@ -171,8 +174,13 @@ class PartitionWindows:
                     if now is not None:
                         out.emit_lags.append(max(0.0, now - (start + self.width)))
         horizon = wm - self.lateness
-        for wk in [wk for wk in self.windows if wk[0] + self.width <= horizon and wk not in self.dirty]:
-            del self.windows[wk]
+        # Scan for expired windows only when the horizon crosses a window boundary.
+        inf = float("inf")
+        if horizon != -inf and (horizon == inf or self.forgotten_until == -inf
+                                or horizon // self.width > self.forgotten_until // self.width):
+            self.forgotten_until = horizon
+            for wk in [wk for wk in self.windows if wk[0] + self.width <= horizon and wk not in self.dirty]:
+                del self.windows[wk]
 
     def _in_bounds(self, start: int) -> bool:
         if self.min_start is not None and start < self.min_start:

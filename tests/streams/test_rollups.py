@@ -136,3 +136,17 @@ def test_late_events_correct_and_too_late_go_to_dlq(kafka_settings):
     assert dlq[0].value() == seq[5].to_json() and dlq[0].key() == b"p/late"
     assert metrics.LATE.labels("too_late")._value.get() - before[0] == 1
     assert metrics.LATE.labels("late")._value.get() - before[1] == 1
+
+
+def test_undecodable_event_goes_to_dlq_and_the_rest_is_kept(kafka_settings):
+    from tests.streams.helpers import produce_raw
+
+    events = event_set(base_time(), minutes=1)
+    produce(kafka_settings, events[:5])
+    produce_raw(kafka_settings, kafka_settings.topic(EVENTS), b"p/x", b'{"type":"llm_call","agent_id":""}')
+    run_bounded(kafka_settings)
+    dlq = read_topic(kafka_settings.kafka_bootstrap, kafka_settings.topic(DLQ), expect=1)
+    assert dict(dlq[0].headers())["reason"] == b"invalid" and b"agent_id" in dict(dlq[0].headers())["error"]
+    got = final_rollups(rollup_messages(kafka_settings))
+    assert sum(orjson.loads(v)["version"] for v in got.values()) == sum(
+        w["n"] for w in expected_rollups(events[:5]).values())

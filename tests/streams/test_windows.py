@@ -1,0 +1,54 @@
+"""Unit tests of the per-partition window logic (pure Python, no broker)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from schemas.events import Heartbeat, LlmCall
+from streams.windows import Outcome, PartitionWindows
+
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def call(sec: float, agent: str = "a") -> LlmCall:
+    return LlmCall(timestamp=T0 + timedelta(seconds=sec), project_id="p", agent_id=agent, provider="x", model="m",
+                   latency_ms=10.0)
+
+
+def test_windows_close_at_watermark_and_are_forgotten_after_lateness():
+    w = PartitionWindows(60, wait=5, lateness=120)
+    out = Outcome()
+    for sec in (1, 30, 61):
+        assert w.add(call(sec), out)
+    w.flush(out)
+    assert out.rollups == []  # watermark 56 < first window end 60
+    assert w.add(call(66), out)  # watermark 61 passes 60
+    w.flush(out)
+    assert [orjson.loads(v)["version"] for _, v in out.rollups] == [2]
+    assert w.active_keys == 2
+    w.add(call(400), Outcome())  # watermark 395: windows ending <= 275 are beyond lateness
+    w.flush(Outcome())
+    assert w.active_keys == 1
+    assert not w.add(call(100), Outcome())  # window 60-120 is too late now
+
+
+def test_idle_partition_advances_with_system_time():
+    w = PartitionWindows(60, wait=5, lateness=300)
+    w.add(call(10), Outcome())
+    out = Outcome()
+    w.flush(out)
+    assert out.rollups == []
+    w.advance_idle(56)  # 10 - 5 + 56 = 61 >= 60
+    w.flush(out)
+    assert len(out.rollups) == 1
+
+
+def test_heartbeats_move_time_but_make_no_rollup():
+    w = PartitionWindows(60, wait=0, lateness=0)
+    out = Outcome()
+    w.add(Heartbeat(timestamp=T0, project_id="p", agent_id="a"), out)
+    w.add(Heartbeat(timestamp=T0 + timedelta(minutes=5), project_id="p", agent_id="a"), out)
+    w.flush(out, everything=True)
+    assert out.rollups == [] and w.watermark == (T0 + timedelta(minutes=5)).timestamp()
