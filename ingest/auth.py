@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import HTTPException, Request
 
+from agenttrace.service import log_context
 from schemas.keys import ApiKey, KeyStore, token_from_headers
 
 
@@ -20,4 +21,7 @@ class Authenticator:
         key = self.store.verify(token)
         if key is None:
             raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        ctx = log_context.get()
+        if ctx is not None:  # every log line of this request names its project
+            ctx["project_id"] = key.project_id
         return key

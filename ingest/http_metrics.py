@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
+import os
 import time
 from typing import Any
 
 from prometheus_client import Counter, Histogram
+
+from agenttrace.service import log_context
+
+log = logging.getLogger("ingest.http")
+_IDS = itertools.count(1)
+_PREFIX = f"{os.getpid():x}-"
 
 REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "path", "status"])
 DURATION = Histogram("http_request_duration_seconds", "HTTP request duration", ["method", "path"],
@@ -26,11 +35,19 @@ class HttpMetrics:
         started = time.perf_counter()
         status = 500
         out = 0
+        request_id = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")[:128]
+        # Cheap ids (pid + counter): a uuid per request would show in the single-event benchmark.
+        request_id = request_id or _PREFIX + str(next(_IDS))
+        log_context.set({"request_id": request_id})
 
         async def send_wrapper(message: dict) -> None:
             nonlocal status, out
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode("latin-1"))]
             elif message["type"] == "http.response.body":
                 out += len(message.get("body", b""))
             await send(message)
@@ -47,7 +64,11 @@ class HttpMetrics:
                 if name == b"content-length":
                     size = int(value) if value.isdigit() else 0
                     break
+            elapsed = time.perf_counter() - started
             REQUESTS.labels(method, path, str(status)).inc()
-            DURATION.labels(method, path).observe(time.perf_counter() - started)
+            DURATION.labels(method, path).observe(elapsed)
+            if status >= 500:
+                log.warning("request failed", extra={"fields": {"method": method, "path": path, "status": status,
+                                                                "duration_ms": round(elapsed * 1000, 1)}})
             REQUEST_SIZE.labels(method, path).observe(size)
             RESPONSE_SIZE.labels(method, path).observe(out)
