@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from schemas.alerts import Alert, AlertRule
 from schemas.events import LlmCall
 from schemas.pricing import model_family, price_event
 from schemas.rollups import Rollup
 from schemas.sketch import ALPHA, Sketch, exact_quantile
-from schemas.topics import DLQ, EVENTS
+from schemas.topics import ALERT_RULES, ALERTS, DLQ, EVENTS
 from streams import metrics
 from streams import replay as replay_mod
 from tests.streams.helpers import (
@@ -21,6 +22,7 @@ from tests.streams.helpers import (
     expected_rollups,
     final_rollups,
     produce,
+    produce_raw,
     rollup_messages,
     run_bounded,
     split_after,
@@ -82,12 +84,17 @@ def test_same_input_same_messages_and_replay_identical(kafka_settings):
     produce(kafka_settings, events)
     run_bounded(kafka_settings)
     live = rollup_messages(kafka_settings)
+    rule = AlertRule(id="spend", project_id="proj", type="budget", threshold=0.001, agent_id="alpha")
+    produce_raw(kafka_settings, kafka_settings.topic(ALERT_RULES), b"spend", rule.model_dump_json().encode())
     replay_mod.run(kafka_settings, argparse.Namespace(start=produced_at - timedelta(minutes=1), end=None,
                                                       reprice=False, workers=1))
     everything = rollup_messages(kafka_settings)
     replayed = split_after(everything, live)
     assert len(replayed) == len(live)
     assert final_rollups(replayed) == final_rollups(live)  # byte-identical values per key
+    alerts = [Alert.model_validate_json(m.value())
+              for m in read_topic(kafka_settings.kafka_bootstrap, kafka_settings.topic(ALERTS), expect=1)]
+    assert [(a.rule_id, a.subject, a.state, a.replay) for a in alerts] == [("spend", "alpha", "fired", True)]
 
 
 def test_replay_reprice_recomputes_cost(kafka_settings):
@@ -139,8 +146,6 @@ def test_late_events_correct_and_too_late_go_to_dlq(kafka_settings):
 
 
 def test_undecodable_event_goes_to_dlq_and_the_rest_is_kept(kafka_settings):
-    from tests.streams.helpers import produce_raw
-
     events = event_set(base_time(), minutes=1)
     produce(kafka_settings, events[:5])
     produce_raw(kafka_settings, kafka_settings.topic(EVENTS), b"p/x", b'{"type":"llm_call","agent_id":""}')
