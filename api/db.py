@@ -57,7 +57,9 @@ class Db:
         lim = self.limits
         seconds = lim.export_max_execution_time if export else lim.max_execution_time
         rows = lim.export_max_rows + 1 if export else lim.max_result_rows
-        return (f" SETTINGS max_execution_time={int(seconds)}, max_result_rows={int(rows)}, "
+        # Exports go out in small blocks so that a block in flight stays a few megabytes.
+        block = ", max_block_size=8192" if export else ""
+        return (f" SETTINGS max_execution_time={int(seconds)}, max_result_rows={int(rows)}{block}, "
                 f"result_overflow_mode='throw', max_memory_usage={int(lim.max_memory_usage)}, "
                 "date_time_output_format='iso', prefer_column_name_to_alias=1")
 
