@@ -114,3 +114,16 @@ def test_every_queried_metric_is_served_by_a_service(scraped) -> None:
     served = set().union(*(exposed_names(t) for t in texts.values()))
     queried = {base_name(n) for e in {**rule_exprs(), **dashboard_exprs()}.values() for n in metric_names(e)}
     assert queried - set(EXTERNAL) - served == set()
+
+
+def test_histogram_queries_hit_histograms(scraped) -> None:
+    texts, _ = scraped
+    types: dict[str, set[str]] = {}
+    for text in texts.values():
+        for name, kind in re.findall(r"^# TYPE (\S+) (\S+)", text, flags=re.M):
+            types.setdefault(name, set()).add(kind)
+    buckets = {n[: -len("_bucket")] for e in {**rule_exprs(), **dashboard_exprs()}.values()
+               for n in metric_names(e) if n.endswith("_bucket")}
+    assert buckets, "the dashboard computes quantiles from histograms"
+    for base in buckets:
+        assert types.get(base) == {"histogram"}, f"{base} is {types.get(base)}, histogram_quantile needs a histogram"
