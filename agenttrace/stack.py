@@ -222,7 +222,23 @@ def create_topics(settings: Settings, bootstrap: str | None = None) -> list[str]
         except Exception as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise StackError(f"could not create topic {name}: {exc}") from exc
+    _wait_for_leaders(client, [settings.topic(t.name) for t in CATALOGUE])
     return created
+
+
+def _wait_for_leaders(client, topics: list[str], timeout: float = 30.0) -> None:
+    """A new topic answers NOT_LEADER until its partitions have leaders; return once they all do,
+    so that consumers started right after `stack up` find them ready."""
+    deadline = time.monotonic() + timeout
+    while True:
+        md = client.list_topics(timeout=10)
+        missing = [t for t in topics if t not in md.topics or md.topics[t].error is not None
+                   or any(p.leader < 0 for p in md.topics[t].partitions.values())]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise StackError(f"topics without partition leaders after {timeout:.0f}s: {', '.join(missing)}")
+        time.sleep(0.2)
 
 
 def up(settings: Settings, progress=print, timeout: float = 90.0) -> dict:
