@@ -56,11 +56,8 @@ _DONE: Future = Future()
 _DONE.set_result(True)  # a batch whose messages all went to the DLQ: nothing to insert
 
 
-def batch_token(topic: str, msgs: list[Message]) -> str:
-    ranges: dict[int, list[int]] = {}
-    for m in msgs:
-        r = ranges.setdefault(m.partition(), [m.offset(), m.offset()])
-        r[0], r[1] = min(r[0], m.offset()), max(r[1], m.offset())
+def batch_token(topic: str, ranges: dict[int, list[int]]) -> str:
+    """Names the batch by its offset ranges: the identical retry of a batch is dropped by ClickHouse."""
     return topic + "|" + ",".join(f"{p}:{lo}-{hi}" for p, (lo, hi) in sorted(ranges.items()))
 
 
@@ -87,7 +84,7 @@ class LandingConsumer:
         self.handler, self.client, self.dlq = handler, client, dlq
         self.on_landed = on_landed
         self._batch: list[Message] = []
-        self._inflight: tuple[Future, list[Message], float] | None = None
+        self._inflight: tuple[Future, list[Message], dict[int, list[int]], float] | None = None
         self._stop = threading.Event()
         self.landed = 0  # messages landed (or dead-lettered) and committed by this instance
         self.ready = threading.Event()
@@ -134,11 +131,13 @@ class LandingConsumer:
                 break  # nothing new yet, but the insert in flight can be committed
             timeout = 0.1 if deadline is None else max(0.0, deadline - now)
             want = min(10_000, self.sink.sink_batch_rows - len(self._batch))
-            for m in consumer.consume(num_messages=want, timeout=timeout):
-                if m.error() is not None:
-                    log.warning("consumer error", extra={"fields": {"error": str(m.error())}})
-                    continue
-                self._batch.append(m)
+            got = consumer.consume(num_messages=want, timeout=timeout)
+            ok = [m for m in got if m.error() is None]
+            if len(ok) != len(got):
+                for m in got:
+                    if m.error() is not None:
+                        log.warning("consumer error", extra={"fields": {"error": str(m.error())}})
+            self._batch.extend(ok)
             if self._batch and deadline is None:
                 deadline = time.monotonic() + self.sink.sink_batch_seconds
             QUEUE_DEPTH.labels(self.handler.name).set(len(self._batch))
@@ -148,26 +147,33 @@ class LandingConsumer:
         """Decode here, insert in the pool: the next batch is read while this one is written."""
         t0 = time.perf_counter()
         items: list[tuple[Message, Any]] = []
+        ranges: dict[int, list[int]] = {}  # partition -> [first, last] offset (in order within a partition)
         decode = self.handler.decode
         for m in msgs:
+            p, o = m.partition(), m.offset()
+            r = ranges.get(p)
+            if r is None:
+                ranges[p] = [o, o]
+            else:
+                r[1] = o
             try:
                 items.append((m, decode(m)))
-            except Poison as p:
-                self._dead(m, p.reason, str(p))
-        fut = self._pool.submit(self._write, items, batch_token(self.topic, msgs), self._stop) if items else None
-        self._inflight = (fut or _DONE, msgs, t0)
+            except Poison as exc:
+                self._dead(m, exc.reason, str(exc))
+        fut = self._pool.submit(self._write, items, batch_token(self.topic, ranges), self._stop) if items else None
+        self._inflight = (fut or _DONE, msgs, ranges, t0)
 
     def _finish(self, consumer: Consumer) -> None:
         if self._inflight is None:
             return
-        fut, msgs, t0 = self._inflight
+        fut, msgs, ranges, t0 = self._inflight
         self._inflight = None
         if not fut.result():
             return  # stopping while ClickHouse is down: keep offsets, the batch is read again
         self.dlq.flush()
         if self.sink.sink_crash_after_insert:
             os._exit(86)  # test hook: die between insert and commit
-        self._commit(consumer, msgs)
+        self._commit(consumer, ranges)
         self.landed += len(msgs)
         JOBS.labels(self.handler.name, "ok").inc()
         JOB_DURATION.labels(self.handler.name).observe(time.perf_counter() - t0)
@@ -202,11 +208,8 @@ class LandingConsumer:
         return (self._write(items[:mid], token + "/a", stop)
                 and self._write(items[mid:], token + "/b", stop))
 
-    def _commit(self, consumer: Consumer, msgs: list[Message]) -> None:
-        ends: dict[int, int] = {}
-        for m in msgs:
-            ends[m.partition()] = max(ends.get(m.partition(), -1), m.offset() + 1)
-        offsets = [TopicPartition(self.topic, p, o) for p, o in ends.items()]
+    def _commit(self, consumer: Consumer, ranges: dict[int, list[int]]) -> None:
+        offsets = [TopicPartition(self.topic, p, hi + 1) for p, (_, hi) in ranges.items()]
         try:
             consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:

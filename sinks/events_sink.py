@@ -49,24 +49,27 @@ class EventsHandler:
         insert_rows(client, "agents", self._agent_rows(items), token)
 
     def _agent_rows(self, items: list[EventRows]) -> list[bytes]:
-        now = datetime.now(UTC)
-        seen: dict[tuple[str, str], datetime] = {}
+        # Normalized events carry one ISO format (UTC, "Z"), so the latest per agent is the largest
+        # string; only that one is parsed.
+        latest: dict[tuple[str, str], str] = {}
         for e in items:
             k = (e.project_id, e.agent_id)
-            try:
-                t = min(parse_ts(e.timestamp), now)  # a clock in the future must not pin last_seen
-            except ValueError:
-                continue
-            if k not in seen or t > seen[k]:
-                seen[k] = t
+            if e.timestamp > latest.get(k, ""):
+                latest[k] = e.timestamp
             if e.registration is not None:
                 self._registered[k] = e.registration
+        now = datetime.now(UTC)
         rows = []
-        for (project, agent), t in seen.items():
+        for (project, agent), ts in latest.items():
+            try:
+                t = min(parse_ts(ts), now)  # a clock in the future must not pin last_seen
+            except ValueError:
+                continue
             row: dict[str, Any] = {"project_id": project, "agent_id": agent, "last_seen": ts_text(t)}
             reg = self._registered.get((project, agent))
             if reg:
+                meta = reg["metadata"]
                 row.update(name=reg["name"], registered_at=reg["registered_at"],
-                           metadata=reg["metadata"] if isinstance(reg["metadata"], str) else orjson.dumps(reg["metadata"]).decode())
+                           metadata=meta if isinstance(meta, str) else orjson.dumps(meta).decode())
             rows.append(orjson.dumps(row))
         return rows
