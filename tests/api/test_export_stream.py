@@ -26,13 +26,14 @@ def test_export_of_a_million_rows_streams_in_bounded_memory(env):
         f"number % 997, 200, (number % 1000) / 1e5, repeat('x', 100) FROM numbers({ROWS})")
     with serve(env.app) as base:
         baseline = peak = rss_mb()
-        lines = chunks = biggest = 0
+        lines = chunks = biggest = total = 0
         tail = b""
         with httpx.stream("GET", f"{base}/api/events/export", params={"format": "ndjson", "agent_id": ",".join(
                 f"bulk-{i}" for i in range(50)), "from": "now-2d"}, headers=env.h(), timeout=300) as res:
             assert res.status_code == 200
             for chunk in res.iter_raw():
                 chunks += 1
+                total += len(chunk)
                 biggest = max(biggest, len(chunk))
                 data = tail + chunk
                 lines += data.count(b"\n")
@@ -40,9 +41,9 @@ def test_export_of_a_million_rows_streams_in_bounded_memory(env):
                 if chunks % 10 == 0:
                     peak = max(peak, rss_mb())
         peak = max(peak, rss_mb())
-    print(f"export: {lines} rows, {chunks} chunks, biggest {biggest} B, rss {baseline:.0f} -> {peak:.0f} MB")
+    print(f"export: {lines} rows, {total / 1e6:.0f} MB in {chunks} chunks (biggest {biggest} B), "
+          f"rss {baseline:.0f} -> {peak:.0f} MB")
     assert lines == ROWS
-    # ~300 MB of output went through; the process grew by far less, in chunks of bounded size.
-    total_mb = ROWS * 300 / 1e6
+    # Hundreds of MB went through; the process grew by a fraction of that, in chunks of bounded size.
     assert chunks > 100 and biggest < 16 * 1024 * 1024, (chunks, biggest)
-    assert peak - baseline < total_mb / 2, (baseline, peak)
+    assert total > 300e6 and (peak - baseline) * 1e6 < total / 3, (total, baseline, peak)
