@@ -76,10 +76,24 @@ class RollupsHandler:
     def write(self, client: ClickHouse, items: list[Rollup], token: str) -> None:
         rows = [orjson.dumps(r.model_dump(mode="json", include=set(_COLUMNS))) for r in items]
         insert_rows(client, "rollups_1m", rows, token)
-        spans: dict[str, tuple[datetime, datetime]] = {}
-        for r in items:
-            lo, hi = spans.get(r.project_id, (r.window_start, r.window_start))
-            spans[r.project_id] = (min(lo, r.window_start), max(hi, r.window_start))
         with JOB_DURATION.labels("rollups_rebuild").time():
-            for project, (lo, hi) in spans.items():
+            for project, lo, hi in touched_ranges(items):
                 rebuild(client, project, lo, hi)
+
+
+def touched_ranges(items: list[Rollup]) -> list[tuple[str, datetime, datetime]]:
+    """Per project, runs of consecutive touched hours: a replayed window weeks back next to a live
+    one rebuilds two short ranges, not everything in between."""
+    hours: dict[str, set[datetime]] = {}
+    for r in items:
+        hours.setdefault(r.project_id, set()).add(r.window_start.replace(minute=0, second=0, microsecond=0))
+    out = []
+    for project, hs in hours.items():
+        run: list[datetime] = []
+        for h in sorted(hs):
+            if run and h - run[-1] > timedelta(hours=1):
+                out.append((project, run[0], run[-1]))
+                run = []
+            run.append(h)
+        out.append((project, run[0], run[-1]))
+    return out

@@ -87,3 +87,13 @@ async def test_rules_table_follows_compacted_topic(kafka_settings, clickhouse):
     assert rows["r1"]["enabled"] is False and orjson.loads(rows["r1"]["rule"])["threshold"] == 20.0
     assert rows["r1"]["version"] == 3
     assert rows["r2"]["deleted"] is True and rows["r2"]["project_id"] == "p2" and rows["r2"]["type"] == "budget"
+
+
+def test_touched_ranges_split_far_apart_hours():
+    from sinks.rollups_sink import touched_ranges
+
+    h = now_minus(0).replace(minute=0, second=0, microsecond=0)
+    items = [rollup(h - timedelta(days=3) + timedelta(minutes=5), [1.0]), rollup(h, [1.0]),
+             rollup(h - timedelta(hours=1), [2.0]), rollup(h + timedelta(minutes=30), [3.0])]
+    assert touched_ranges(items) == [("p1", h - timedelta(days=3), h - timedelta(days=3)),
+                                     ("p1", h - timedelta(hours=1), h)]
