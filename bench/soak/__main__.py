@@ -1,0 +1,89 @@
+"""Soak: the whole pipeline at a fixed rate for N minutes; memory and freshness over time.
+
+    python -m bench.soak [--minutes 5] [--rate 2000]
+
+Samples every service's RSS every 10 s, then reads ClickHouse for freshness (row inserted minus
+event received) per 30 s of the run. "No leak" means RSS flat after warm-up: we print the growth
+from the end of the first fifth of the run to the end. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from agenttrace import stack
+from bench.ingest import RssSampler, bodies, open_loop
+from schemas.settings import Settings
+from tests.e2e.pipeline import Pipeline
+from tests.support import free_port
+
+
+def freshness_series(p: Pipeline) -> list[dict]:
+    db = p.settings.clickhouse_database
+    script = (
+        "import json\nfrom pathlib import Path\nfrom agenttrace.clickhouse import ChdbClient\n"
+        f"c = ChdbClient(Path({str(p.settings.clickhouse_path)!r}), {db!r})\n"
+        f"print(json.dumps(c.query('SELECT toUnixTimestamp(toStartOfInterval(received_at, INTERVAL 30 SECOND)) AS t, "
+        f"count() AS rows, quantile(0.99)(dateDiff(\\'millisecond\\', received_at, inserted_at)) AS p99_ms "
+        f"FROM {db}.events GROUP BY t ORDER BY t')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--minutes", type=float, default=5)
+    ap.add_argument("--rate", type=float, default=2000, help="events per second offered")
+    args = ap.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="agenttrace-soak-"))
+    port = free_port()
+    broker = Settings(home=root / "broker", kafka_port=port, kafka_controller_port=free_port(),
+                      kafka_bootstrap=f"127.0.0.1:{port}")
+    stack.up(broker, progress=lambda m: print(m, file=sys.stderr))
+    p = Pipeline(root / "pipeline", broker.kafka_bootstrap)
+    per_body = 100
+    series: dict[str, list[float]] = {}
+    try:
+        p.start()
+        samplers = {name: RssSampler(proc.pid) for name, proc in p.procs.items()}
+        payloads, _ = bodies(100, per_body)
+        end = time.time() + args.minutes * 60
+        sent, errors = 0, 0
+        while time.time() < end:
+            chunk = min(10.0, end - time.time())
+            res = asyncio.run(open_loop(p.url("gateway") + "/api/events", p.token, payloads, per_body, args.rate / per_body, chunk))
+            sent += res["requests"] * per_body
+            errors += res["errors"]
+            for name, s in samplers.items():
+                series.setdefault(name, []).append(round(s.rss_mb(), 1))
+        time.sleep(5)
+        p.kill("store", sig=15)
+        fresh = freshness_series(p)
+    finally:
+        p.stop_all()
+        stack.down(broker)
+    warm = max(1, len(next(iter(series.values()))) // 5)
+    growth = {name: round(v[-1] - v[warm - 1], 1) for name, v in series.items()}
+    print(json.dumps({
+        "minutes": args.minutes, "offered_events_per_s": args.rate, "events_sent": sent, "request_errors": errors,
+        "rss_mb_every_10s": series, "rss_growth_after_warmup_mb": growth,
+        "max_rss_growth_after_warmup_mb": max(growth.values()),
+        "freshness_p99_ms_per_30s": [f["p99_ms"] for f in fresh],
+        "freshness_p99_ms_max": max((f["p99_ms"] for f in fresh), default=None),
+        "rows_landed": sum(f["rows"] for f in fresh),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
