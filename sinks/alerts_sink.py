@@ -158,8 +158,8 @@ class AlertsSink:
             return
         delays = self.sink.delivery_retry_delays
         attempt = state.last_attempt + 1
-        if state.last_attempt:
-            wait = delays[state.last_attempt - 1] - (time.time() - state.last_at)
+        if state.last_attempt and delays:  # resuming mid-retry (the delays may have been reconfigured since)
+            wait = delays[min(state.last_attempt, len(delays)) - 1] - (time.time() - state.last_at)
             if wait > 0:
                 await asyncio.sleep(wait)
         ACTIVE_JOBS.inc()
