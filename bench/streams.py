@@ -94,7 +94,7 @@ def bounded_run(s: Settings, workers: int, replay: bool = False) -> float:
     cfg = StreamConfig(idle_advance=False, epoch_seconds=5)
     end = offsets_at(s.kafka_bootstrap, s.topic(EVENTS), None)
     spec = FlowSpec.from_settings(s, cfg, live=False, end=end, rules_topic=None, replay=replay,
-                                  flow_name="replay" if replay else "rollups")
+                                  flow_name="replay" if replay else "rollups", workers=workers)
     t = time.perf_counter()
     cli_main(build_flow(spec), workers_per_process=workers)
     return time.perf_counter() - t
@@ -118,7 +118,8 @@ def bounded_cluster(s: Settings, procs: int) -> float:
 def _cluster_proc(index: int, addresses: str) -> None:
     s = Settings()
     spec = FlowSpec.from_settings(s, StreamConfig(idle_advance=False, epoch_seconds=5), live=False, rules_topic=None,
-                                  end=offsets_at(s.kafka_bootstrap, s.topic(EVENTS), None))
+                                  end=offsets_at(s.kafka_bootstrap, s.topic(EVENTS), None),
+                                  workers=len(addresses.split(",")))
     cli_main(build_flow(spec), addresses=addresses.split(","), process_id=index)
 
 

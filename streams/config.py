@@ -18,4 +18,6 @@ class StreamConfig(BaseSettings):
                                   description="seconds per rule minute for processing-time durations (tests shrink it)")
     alert_history_minutes: int = Field(default=60, ge=1, description="minute buckets kept per agent for alert windows")
     epoch_seconds: float = Field(default=5.0, gt=0, description="Bytewax epoch = snapshot interval")
+    addresses: str = Field(default="", description="host:port of every Bytewax process (comma-separated) for a cluster")
+    process_id: int = Field(default=0, ge=0, description="this process's index in `addresses`")
     batch_size: int = Field(default=5000, ge=1, description="max Kafka messages per source poll")

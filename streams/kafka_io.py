@@ -17,6 +17,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from streams import metrics
+from streams.routing import partition_key, partition_of
 
 log = logging.getLogger("streams.kafka")
 
@@ -65,8 +66,8 @@ def offsets_at(bootstrap: str, topic: str, when: datetime | None) -> dict[int, i
 
 
 class _EventsPartition(StatefulSourcePartition[tuple[str, list[Raw]], int]):
-    def __init__(self, bootstrap: str, topic: str, part: int, start: int, end: int | None, batch: int):
-        self.topic, self.part, self.end, self.batch = topic, part, end, batch
+    def __init__(self, bootstrap: str, topic: str, part: int, key: str, start: int, end: int | None, batch: int):
+        self.topic, self.part, self.key, self.end, self.batch = topic, part, key, end, batch
         self.consumer = _consumer(bootstrap)
         if start < 0:  # earliest retained
             start = self.consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=10)[0]
@@ -89,7 +90,7 @@ class _EventsPartition(StatefulSourcePartition[tuple[str, list[Raw]], int]):
             out.append((m.key(), m.value(), m.headers() or [], off, m.timestamp()[1]))
             self.next_offset = off + 1
         self._report_lag()
-        return [(str(self.part), (str(self.part), out))] if out else []
+        return [(self.key, (str(self.part), out))] if out else []
 
     def _report_lag(self) -> None:
         now = time.monotonic()
@@ -113,17 +114,19 @@ class EventsSource(FixedPartitionedSource[tuple[str, list[Raw]], int]):
     """The events topic. `start`/`end`: offsets per partition (replay); default earliest, unbounded."""
 
     def __init__(self, bootstrap: str, topic: str, start: dict[int, int] | None = None,
-                 end: dict[int, int] | None = None, batch_size: int = 5000):
+                 end: dict[int, int] | None = None, batch_size: int = 5000, workers: int = 1):
         self.bootstrap, self.topic, self.start, self.end, self.batch_size = bootstrap, topic, start, end, batch_size
+        self.workers = workers
 
     def list_parts(self) -> list[str]:
-        return [str(p) for p in partitions(self.bootstrap, self.topic)]
+        # Named by routing key: Bytewax places part and window state on the same worker, spread evenly.
+        return [partition_key(p, self.workers) for p in partitions(self.bootstrap, self.topic)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _EventsPartition:
-        p = int(for_part)
+        p = partition_of(for_part)
         start = resume_state if resume_state is not None else (self.start or {}).get(p, -1)
         end = None if self.end is None else self.end.get(p, 0)
-        return _EventsPartition(self.bootstrap, self.topic, p, start, end, self.batch_size)
+        return _EventsPartition(self.bootstrap, self.topic, p, for_part, start, end, self.batch_size)
 
 
 class _RulesPartition(StatefulSourcePartition[tuple[str, tuple[int, bytes | None]], None]):

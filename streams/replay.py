@@ -82,6 +82,7 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
     procs = max(1, min(procs, len(spec.end or {}) or 1))
     log.info("replay starting", extra={"fields": {"from": args.start.isoformat(), "records": total,
                                                   "reprice": spec.reprice, "processes": procs}})
+    spec.workers = procs
     t = time.perf_counter()
     epoch = timedelta(seconds=cfg.epoch_seconds)
     if procs == 1:

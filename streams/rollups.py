@@ -57,6 +57,7 @@ class FlowSpec:
     max_window: int | None = None
     rules: list[tuple[str, int, AlertRule | None]] = field(default_factory=list)
     flow_name: str = "rollups"
+    workers: int = 1  # total Bytewax workers of the run (routing of partitions to workers)
 
     @classmethod
     def from_settings(cls, settings: Any, cfg: StreamConfig, **kw: Any) -> FlowSpec:
@@ -238,7 +239,8 @@ def _rule_route(project: str | None, item: tuple[int, bytes | None]) -> tuple[st
 
 def build_flow(spec: FlowSpec) -> Dataflow:
     flow = Dataflow(spec.flow_name)
-    src = EventsSource(spec.bootstrap, spec.events_topic, spec.start, spec.end, spec.cfg.batch_size)
+    src = EventsSource(spec.bootstrap, spec.events_topic, spec.start, spec.end, spec.cfg.batch_size,
+                       spec.workers)
     batches = op.input("events", flow, src)  # items: (partition, (partition, [raw, ...]))
     windows = op.stateful_batch("windows", batches, lambda resume: WindowLogic(spec, resume))
     tagged = op.map("untag_windows", windows, lambda kv: kv[1])

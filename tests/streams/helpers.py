@@ -145,7 +145,7 @@ def split_after(msgs: list[Any], before: list[Any]) -> list[Any]:
 class StreamProcess:
     """`agenttrace stream` in a subprocess (what a deployment runs), for live/kill tests."""
 
-    def __init__(self, settings: Settings, workers: int = 1, **cfg: Any):
+    def __init__(self, settings: Settings, workers: int = 1, port: int | None = None, **cfg: Any):
         import os
         import subprocess
         import sys
@@ -153,11 +153,11 @@ class StreamProcess:
 
         from tests.support import free_port
 
-        self.port = free_port()
+        self.port = port or free_port()
         env = dict(os.environ)
         env.update({"AGENTTRACE_HOME": str(settings.home_dir), "AGENTTRACE_TOPIC_PREFIX": settings.topic_prefix,
                     "AGENTTRACE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-                    "AGENTTRACE_STREAM_METRICS_PORT": str(self.port), "AGENTTRACE_LOG_LEVEL": "warning"})
+                    "AGENTTRACE_STREAM_METRICS_PORT": str(self.port - int(cfg.get("process_id", 0))), "AGENTTRACE_LOG_LEVEL": "warning"})
         base = {"tick_seconds": 0.2, "epoch_seconds": 0.5, "minute_seconds": 1, "wait_seconds": 5}
         for k, v in {**base, **cfg}.items():
             env[f"AGENTTRACE_STREAM_{k.upper()}"] = str(v)

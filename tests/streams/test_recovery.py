@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import orjson
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.events import Heartbeat
@@ -76,3 +77,26 @@ def test_kill_and_restart_gives_the_uninterrupted_rollups(kafka_settings):
     ref = final_rollups(rollup_messages(s, ref_topic))
     assert live == ref
     assert len(live) == len(want)
+
+
+def test_two_process_cluster_splits_partitions(kafka_settings):
+    from tests.support import free_port
+
+    s = kafka_settings
+    t0 = base_time()
+    events = event_set(t0, minutes=3, seed=5)
+    addresses = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    base = free_port()
+    procs = [StreamProcess(s, port=base + i, addresses=addresses, process_id=i) for i in range(2)]
+    try:
+        produce(s, events)
+        _flush_watermarks(s, t0 + timedelta(minutes=30))
+        want = expected_rollups(events)
+        wait_for(lambda: set(final_rollups(rollup_messages(s))) == set(want), timeout=60, what="all windows")
+        counts = [p.metric("stream_events_processed_total") for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert sum(counts) == len(events) + 3 and all(c > 0 for c in counts)  # both processes took partitions
+    got = final_rollups(rollup_messages(s))
+    assert {k: orjson.loads(v)["version"] for k, v in got.items()} == {k: w["n"] for k, w in want.items()}

@@ -52,3 +52,23 @@ def test_heartbeats_move_time_but_make_no_rollup():
     w.add(Heartbeat(timestamp=T0 + timedelta(minutes=5), project_id="p", agent_id="a"), out)
     w.flush(out, everything=True)
     assert out.rollups == [] and w.watermark == (T0 + timedelta(minutes=5)).timestamp()
+
+
+def test_routing_matches_bytewax_placement():
+    """`streams.routing` predicts which worker Bytewax runs a key on (checked against Bytewax itself)."""
+    import bytewax.operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.run import cli_main
+    from bytewax.testing import TestingSource
+
+    from streams.routing import partition_key, worker_of
+
+    keys = [str(i) for i in range(12)] + [partition_key(p, 3) for p in range(6)]
+    seen: dict[str, int] = {}
+    flow = Dataflow("routing")
+    keyed = op.key_on("k", op.input("in", flow, TestingSource(keys)), lambda x: x)
+    placed = op.stateful_map("s", keyed, lambda st, v: (None, v))
+    op.inspect_debug("where", placed, lambda _s, item, _e, worker: seen.__setitem__(item[0], worker))
+    cli_main(flow, workers_per_process=3)
+    assert seen == {k: worker_of(k, 3) for k in keys}
+    assert [seen[partition_key(p, 3)] for p in range(6)] == [0, 1, 2, 0, 1, 2]
