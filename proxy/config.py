@@ -20,7 +20,6 @@ class ProxySettings(BaseSettings):
     capture_bodies: bool = False
     capture_max_bytes: int = 4096
 
-    http2: bool = Field(default=False, description="speak HTTP/2 upstream where the provider offers it (needs h2)")
     max_connections: int = 1000
     connect_timeout: float = 10.0
     # Long by default so the agent's own timeout fires first, exactly as with a direct call.

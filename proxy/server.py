@@ -25,8 +25,7 @@ class ProxyApp:
         self.settings = settings
         self.ps = psettings or ProxySettings()
         self.publisher = Publisher(settings, self.ps)
-        self.client = make_client(self.ps)
-        self.forwarder = Forwarder(self.ps, self.client, self.publisher, KeyStore(settings.config_path))
+        self.forwarder = Forwarder(self.ps, None, self.publisher, KeyStore(settings.config_path))
         self.health = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
         # The proxy serves while the broker is away (it spools), so readiness does not hinge on Kafka.
         self.health.include_router(health_router("proxy", {
@@ -48,12 +47,14 @@ class ProxyApp:
         while True:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
+                self.forwarder.client = make_client(self.ps)  # aiohttp wants the running loop
                 self.publisher.start()
                 log.info("proxy started", extra={"fields": {"port": self.settings.proxy_port}})
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 await self.publisher.stop()
-                await self.client.aclose()
+                if self.forwarder.client is not None:
+                    await self.forwarder.client.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
