@@ -85,6 +85,10 @@ class Sql:
         return (f"{col} >= fromUnixTimestamp64Milli({self.bind(t0, 'Int64')}, 'UTC') AND "
                 f"{col} < fromUnixTimestamp64Milli({self.bind(t1, 'Int64')}, 'UTC')")
 
+    def time_ms(self, col: str, lo: int, hi: int) -> str:
+        return (f"{col} >= fromUnixTimestamp64Milli({self.bind(lo, 'Int64')}, 'UTC') AND "
+                f"{col} < fromUnixTimestamp64Milli({self.bind(hi, 'Int64')}, 'UTC')")
+
     def filters(self, filters: list[Filter], cols: dict[str, str]) -> list[str]:
         out = []
         for f in filters:
@@ -120,6 +124,50 @@ def table(db: str, name: str) -> str:
 
 def where(parts: list[str]) -> str:
     return " AND ".join(f"({p})" for p in parts if p)
+
+
+# -- rollup tiers ----------------------------------------------------------------------------
+
+# The sinks keep hour and day rows recomputed from the minutes (schemas/sql/002_sinks.sql).
+TIERS = (("rollups_1d", 86_400_000), ("rollups_1h", 3_600_000), ("rollups_1m", MINUTE_MS))
+ROLLUP_READ = ("project_id, window_start, agent_id, provider, model, calls, errors, error_events, tokens_in, "
+               "tokens_out, tokens_cached, cost_usd, latency_ms_sum, latency_ms_max, latency_sketch, ttft_sketch")
+
+
+def rollup_segments(t0: int, t1: int, width_ms: int) -> list[tuple[str, int, int]]:
+    """Cover [t0, t1) with whole windows of the coarsest tier dividing `width_ms`, and the edges with
+    finer tiers. A window counts when its start lies in the range, at every tier, so the answer is
+    the same as from minutes alone. Minute bounds are rounded up to whole minutes (same windows),
+    which keeps equal requests within a minute equal."""
+    t0, t1 = -(-t0 // MINUTE_MS) * MINUTE_MS, -(-t1 // MINUTE_MS) * MINUTE_MS
+
+    def cover(lo: int, hi: int, tiers: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
+        if lo >= hi:
+            return []
+        name, w = tiers[0]
+        if len(tiers) == 1:
+            return [(name, lo, hi)]
+        a, b = -(-lo // w) * w, hi // w * w
+        if a >= b:
+            return cover(lo, hi, tiers[1:])
+        return [*cover(lo, a, tiers[1:]), (name, a, b), *cover(b, hi, tiers[1:])]
+
+    return cover(t0, t1, [(n, w) for n, w in TIERS if width_ms % w == 0])
+
+
+def rollup_source(sql: Sql, db: str, tr: TimeRange, width_ms: int, filters: list[Filter]) -> tuple[str, str]:
+    """(FROM clause over the rollup tiers, tiers used)."""
+    t0, t1 = tr.ms
+    parts, used = [], []
+    for name, lo, hi in rollup_segments(t0, t1, width_ms):
+        conds = [f"project_id = {sql.project}", sql.time_ms("window_start", lo, hi),
+                 *sql.filters(filters, ROLLUP_COLS)]
+        parts.append(f"SELECT {ROLLUP_READ} FROM {table(db, name)} FINAL WHERE {where(conds)}")
+        used.append(name)
+    if not parts:  # an empty range: read nothing, keep the shape
+        parts.append(f"SELECT {ROLLUP_READ} FROM {table(db, 'rollups_1m')} WHERE 0")
+        used.append("rollups_1m")
+    return "(" + " UNION ALL ".join(parts) + ")", "+".join(dict.fromkeys(used))
 
 
 # -- metrics ---------------------------------------------------------------------------------
@@ -215,11 +263,12 @@ def metric_query(db: str, project: str, field_: str, agg: str, group_by: str, tr
     sql = Sql(project)
     iv = sql.bind(int(interval_ms), "UInt64")
     if rollup_ok:
-        conds = [f"project_id = {sql.project}", sql.time("window_start", tr), *sql.filters(filters, ROLLUP_COLS)]
         having, value = _rollup_counter(field_) if counter else _rollup_value(field_, agg)  # type: ignore[misc]
         bucket = f"intDiv(toUInt64(toUnixTimestamp(window_start)) * 1000, {iv}) * {iv}"
-        src, sub, grp = f"{table(db, 'rollups_1m')} FINAL", "window_start", ROLLUP_GROUP[g]
-        source = "rollups_1m"
+        # Per-minute values (two-level aggregations) need the minutes; sums merge at any tier.
+        src, source = rollup_source(sql, db, tr, MINUTE_MS if two_level else int(interval_ms), filters)
+        conds = ["1"]
+        sub, grp = "window_start", ROLLUP_GROUP[g]
     else:
         conds = [f"project_id = {sql.project}", sql.time("timestamp", tr), *sql.filters(filters, EVENT_COLS)]
         if counter:
@@ -245,7 +294,7 @@ def metric_query(db: str, project: str, field_: str, agg: str, group_by: str, tr
     else:
         text = (f"SELECT {bucket} AS t, {grp} AS g, {value} AS v FROM {src} WHERE {where(conds)} "
                 f"GROUP BY t, g{having_sql} ORDER BY g, t LIMIT {MAX_SERIES_ROWS}")
-    return MetricQuery(text, sql.params, source, f"metrics_{source}")
+    return MetricQuery(text, sql.params, source, "metrics_rollups" if source.startswith("rollups") else "metrics_raw")
 
 
 # -- tables ----------------------------------------------------------------------------------
@@ -318,13 +367,12 @@ def costs_query(db: str, project: str, tr: TimeRange, filters: list[Filter]) -> 
     """Cost per UTC day and model, from rollups unless a filter needs the raw events."""
     sql = Sql(project)
     if all(f.key in ROLLUP_COLS for f in filters):
-        conds = [f"project_id = {sql.project}", sql.time("window_start", tr), *sql.filters(filters, ROLLUP_COLS)]
+        src, used = rollup_source(sql, db, tr, 86_400_000, filters)
         text = f"""
 SELECT toUnixTimestamp(toStartOfDay(window_start)) * 1000 AS day, model, sum(cost_usd) AS cost_usd,
        sum(calls) AS calls, sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out
-FROM {table(db, 'rollups_1m')} FINAL WHERE {where(conds)}
-GROUP BY day, model HAVING sum(calls) > 0 ORDER BY day, model LIMIT 100000"""
-        return text, sql.params, "rollups_1m"
+FROM {src} GROUP BY day, model HAVING sum(calls) > 0 ORDER BY day, model LIMIT 100000"""
+        return text, sql.params, "rollups"
     conds = [f"project_id = {sql.project}", sql.time("timestamp", tr), "type = 'llm_call'",
              *sql.filters(filters, EVENT_COLS)]
     text = f"""

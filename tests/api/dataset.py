@@ -137,6 +137,18 @@ def load(client: Any, db: str, ds: DataSet) -> None:
               "version": 1} for r in roll]
     client.insert(f"{db}.rollups_1m", jsonl(stale))
     client.insert(f"{db}.rollups_1m", jsonl(roll))
+    # Hour and day rows as the sinks recompute them, after a stale first version.
+    for src, dst, fn, width in (("rollups_1m", "rollups_1h", "toStartOfHour", 3600),
+                                ("rollups_1h", "rollups_1d", "toStartOfDay", 86400)):
+        for version, extra in ((1, "+ 1000"), (2, "")):
+            client.command(f"""
+INSERT INTO {db}.{dst} (window_start, window_end, project_id, agent_id, provider, model, calls, errors,
+    error_events, tokens_in, tokens_out, tokens_cached, cost_usd, latency_ms_sum, latency_ms_max,
+    latency_sketch, ttft_sketch, version)
+SELECT {fn}(window_start) AS ws, ws + {width}, project_id, agent_id, provider, model, sum(calls) {extra},
+       sum(errors), sum(error_events), sum(tokens_in), sum(tokens_out), sum(tokens_cached), sum(cost_usd) {extra},
+       sum(latency_ms_sum), max(latency_ms_max), sumMap(latency_sketch), sumMap(ttft_sketch), {version}
+FROM {db}.{src} FINAL GROUP BY ws, project_id, agent_id, provider, model""")
 
 
 # -- the truth -------------------------------------------------------------------------------

@@ -46,6 +46,12 @@ async def test_every_metric_aggregation_and_group_by_at_rollup_intervals(env):
     assert checked["points"] > 5000
 
 
+async def test_hour_and_day_buckets_read_the_coarse_rollups_and_match_too(env):
+    for iv in (3_600_000, 86_400_000):
+        checked = await check_all(env, iv, groups=["none", "model", "agent", "provider"])
+        assert checked["points"] > 200
+
+
 async def test_every_metric_aggregation_at_sub_minute_intervals_reads_raw_events(env):
     checked = await check_all(env, 45_000, groups=["none", "model", "agent"])
     assert checked["points"] > 1000
@@ -62,6 +68,15 @@ async def test_buckets_align_with_interval_ms(env, iv):
     assert [ts for _, ts in points] == sorted(ts for _, ts in points)
 
 
+def test_segments_cover_the_range_once():
+    day, hour, minute = 86_400_000, 3_600_000, 60_000
+    t0, t1 = 5 * day + 3 * hour + 17 * minute + 123, 9 * day + 2 * hour + 5 * minute
+    segs = queries.rollup_segments(t0, t1, day)
+    assert segs[0] == ("rollups_1m", 5 * day + 3 * hour + 18 * minute, 5 * day + 4 * hour)
+    assert ("rollups_1d", 6 * day, 9 * day) in segs and segs[-1] == ("rollups_1m", 9 * day + 2 * hour, t1)
+    assert all(a[2] == b[1] for a, b in zip(segs, segs[1:], strict=False))
+
+
 def test_rollups_serve_minute_multiples_and_raw_serves_the_rest():
     from datetime import UTC, datetime, timedelta
 
@@ -71,8 +86,11 @@ def test_rollups_serve_minute_multiples_and_raw_serves_the_rest():
     def src(field, agg, group, iv, filters=()):
         return queries.metric_query("db", "p", field, agg, group, tr, iv, list(filters)).source
 
-    assert src("cost", "sum", "model", 3_600_000) == "rollups_1m"
-    assert src("latency", "p95", "agent", 3_600_000) == "rollups_1m"
+    # A week from a non-aligned instant: minutes at the edges, hours inside (and days for day buckets).
+    assert src("cost", "sum", "model", 3_600_000) == "rollups_1m+rollups_1h"
+    assert src("latency", "p95", "agent", 3_600_000) == "rollups_1m+rollups_1h"
+    assert src("cost", "sum", "model", 86_400_000) == "rollups_1m+rollups_1h+rollups_1d"
+    assert src("calls", "max", "agent", 3_600_000) == "rollups_1m"  # per-minute values need minutes
     assert src("error_rate", "max", "provider", 60_000) == "rollups_1m"
     assert src("cost", "sum", "model", 30_000) == "events"  # finer than the rollups
     assert src("cost", "sum", "model", 90_000) == "events"  # not a whole number of minutes
