@@ -19,28 +19,12 @@ import orjson
 from schemas.alerts import Alert, AlertRule
 from schemas.sketch import Sketch
 
-# Per-agent summary of one source batch, built by the rollup stage:
-#   agent -> {"max_ts": float, "minutes": {minute_epoch: [calls, errors, cost_nanos, {sketch_key: n}]}}
-Facts = dict[str, dict[str, Any]]
-
-
-def merge_facts(into: Facts, agent: str, ts: float, minute: int, calls: int, errors: int,
-                cost_nanos: int, latency_key: int | None) -> None:
-    a = into.get(agent)
-    if a is None:
-        a = into[agent] = {"max_ts": ts, "minutes": {}}
-    elif ts > a["max_ts"]:
-        a["max_ts"] = ts
-    if not (calls or errors or cost_nanos or latency_key is not None):
-        return
-    b = a["minutes"].get(minute)
-    if b is None:
-        b = a["minutes"][minute] = [0, 0, 0, {}]
-    b[0] += calls
-    b[1] += errors
-    b[2] += cost_nanos
-    if latency_key is not None:
-        b[3][latency_key] = b[3].get(latency_key, 0) + 1
+# What the window stage tells the alert stage after each batch, per project:
+#   {"seen": {agent: newest event time}, "buckets": [(agent, window_start, provider, model,
+#    calls, errors, cost_nanos, {sketch_key: n}), ...]}
+# Buckets carry a window aggregate's CURRENT totals (not deltas), so they replace what the alert stage
+# had for that window and a re-sent bucket never counts twice.
+Facts = dict[str, Any]
 
 
 def _fmt(x: float) -> str:
@@ -55,7 +39,8 @@ def _dur(minutes: float) -> str:
 
 @dataclass
 class AgentState:
-    minutes: dict[int, list] = field(default_factory=dict)  # minute epoch -> [calls, errors, cost_nanos, sketch]
+    # (window start, provider, model) -> [calls, errors, cost_nanos, sketch]
+    buckets: dict[tuple[int, str, str], list] = field(default_factory=dict)
     day_spend: dict[str, int] = field(default_factory=dict)  # UTC day -> nano-USD
     last_seen: float = 0.0  # processing time of the last event
 
@@ -103,25 +88,22 @@ class ProjectAlerts:
         return out
 
     def add_facts(self, facts: Facts, now: float) -> None:
-        for agent, a in facts.items():
+        for agent, ts in facts["seen"].items():
             st = self.agents.get(agent)
             if st is None:
                 st = self.agents[agent] = AgentState()
             st.last_seen = now
-            if self.clock is None or a["max_ts"] > self.clock:
-                self.clock = a["max_ts"]
-            for minute, (calls, errors, cost, sk) in a["minutes"].items():
-                b = st.minutes.get(minute)
-                if b is None:
-                    b = st.minutes[minute] = [0, 0, 0, {}]
-                b[0] += calls
-                b[1] += errors
-                b[2] += cost
-                for k, n in sk.items():
-                    b[3][k] = b[3].get(k, 0) + n
-                if cost:
-                    day = datetime.fromtimestamp(minute, UTC).date().isoformat()
-                    st.day_spend[day] = st.day_spend.get(day, 0) + cost
+            if self.clock is None or ts > self.clock:
+                self.clock = ts
+        for agent, start, provider, model, calls, errors, cost, sk in facts["buckets"]:
+            st = self.agents[agent]
+            key = (start, provider, model)
+            old = st.buckets.get(key)
+            delta = cost - (old[2] if old else 0)
+            st.buckets[key] = [calls, errors, cost, sk]
+            if delta:
+                day = datetime.fromtimestamp(start, UTC).date().isoformat()
+                st.day_spend[day] = st.day_spend.get(day, 0) + delta
         self._prune()
 
     def _prune(self) -> None:
@@ -133,8 +115,8 @@ class ProjectAlerts:
         oldest = self.clock - keep * 60 - 60
         today = datetime.fromtimestamp(self.clock, UTC).date().isoformat()
         for st in self.agents.values():
-            for m in [m for m in st.minutes if m < oldest]:
-                del st.minutes[m]
+            for k in [k for k in st.buckets if k[0] < oldest]:
+                del st.buckets[k]
             for d in [d for d in st.day_spend if d < today]:
                 del st.day_spend[d]
 
@@ -182,7 +164,7 @@ class ProjectAlerts:
         first = (int(self.clock // 60) - rule.window_minutes + 1) * 60
         for agent in self._subjects(rule):
             st = self.agents.get(agent)
-            buckets = [b for m, b in st.minutes.items() if m >= first] if st else []
+            buckets = [b for k, b in st.buckets.items() if k[0] >= first] if st else []
             calls = sum(b[0] for b in buckets)
             over = f"over the last {_dur(rule.window_minutes)}"
             if rule.type == "error_rate":

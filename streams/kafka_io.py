@@ -21,8 +21,8 @@ from streams.routing import partition_key, partition_of
 
 log = logging.getLogger("streams.kafka")
 
-# One raw record: (key, value, headers, offset, kafka timestamp ms)
-Raw = tuple[bytes | None, bytes | None, list[tuple[str, bytes]], int, int]
+# One raw record: (key, value, headers, offset)
+Raw = tuple[bytes | None, bytes | None, list[tuple[str, bytes]], int]
 # Output record: (topic, key, value, headers)
 Record = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
 
@@ -87,7 +87,7 @@ class _EventsPartition(StatefulSourcePartition[tuple[str, list[Raw]], int]):
             off = m.offset()
             if self.end is not None and off >= self.end:
                 break
-            out.append((m.key(), m.value(), m.headers() or [], off, m.timestamp()[1]))
+            out.append((m.key(), m.value(), m.headers() or [], off))
             self.next_offset = off + 1
         self._report_lag()
         return [(self.key, (str(self.part), out))] if out else []

@@ -23,12 +23,11 @@ from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulBatchLogic
 
 from schemas.alerts import AlertRule
-from schemas.events import ErrorEvent, EventValidationError, LlmCall, event_from_json
+from schemas.events import EventValidationError, LlmCall, event_from_json
 from schemas.pricing import price_event
-from schemas.sketch import key_of
 from schemas.topics import ALERT_RULES, ALERTS, DLQ, EVENTS, ROLLUPS
 from streams import metrics
-from streams.alerts import Facts, ProjectAlerts, alert_record, merge_facts
+from streams.alerts import Facts, ProjectAlerts, alert_record
 from streams.config import StreamConfig
 from streams.kafka_io import EventsSource, ProducerSink, Raw, Record, RulesSource
 from streams.windows import Outcome, PartitionWindows
@@ -68,7 +67,7 @@ class FlowSpec:
 
 
 def _dlq(spec: FlowSpec, raw: Raw, part: str, reason: str, detail: str = "") -> Record:
-    key, value, headers, offset, _ = raw
+    key, value, headers, offset = raw
     extra = [("reason", reason.encode()), ("original_topic", spec.events_topic.encode()),
              ("original_partition", part.encode()), ("original_offset", str(offset).encode())]
     if detail:
@@ -93,7 +92,7 @@ class WindowLogic(StatefulBatchLogic):
     def on_batch(self, values: list[tuple[str, list[Raw]]]) -> tuple[list, bool]:
         spec, w = self.spec, self.w
         out: list[Any] = []
-        facts: dict[str, Facts] = {}
+        seen: dict[tuple[str, str], float] = {}
         res = Outcome()
         n = 0
         for part, batch in values:
@@ -111,30 +110,26 @@ class WindowLogic(StatefulBatchLogic):
                 if not w.add(ev, res):
                     out.append(("out", _dlq(spec, raw, self.part, "late")))
                     metrics.LATE.labels("too_late").inc()
-                self._fact(facts, ev)
+                pa = (ev.project_id, ev.agent_id)
+                ts = ev.timestamp.timestamp()
+                if seen.get(pa, -1.0) < ts:
+                    seen[pa] = ts
         metrics.EVENTS.labels(spec.flow_name).inc(n)
         if res.late:
             metrics.LATE.labels("late").inc(res.late)
         self.last_arrival = time.time()
+        facts: dict[str, Facts] = {}
+        for (project, agent), ts in seen.items():
+            facts.setdefault(project, {"seen": {}, "buckets": []})["seen"][agent] = ts
+        for wk in res.touched:  # current totals of every window this batch changed
+            start, (project, agent, provider, model) = wk
+            agg = w.windows[wk]
+            facts[project]["buckets"].append((agent, start, provider, model, agg.calls, agg.errors,
+                                              agg.cost_nanos, dict(agg.latency)))
         self._flush(out, res)
         for project, f in facts.items():
             out.append(("facts", (project, ("facts", (project, f)))))
         return out, False
-
-    @staticmethod
-    def _fact(facts: dict[str, Facts], ev: Any) -> None:
-        ts = ev.timestamp.timestamp()
-        f = facts.get(ev.project_id)
-        if f is None:
-            f = facts[ev.project_id] = {}
-        minute = int(ts // 60) * 60
-        if isinstance(ev, LlmCall):
-            merge_facts(f, ev.agent_id, ts, minute, 1, 1 if ev.is_error else 0,
-                        round((ev.cost_usd or 0) * 1e9), key_of(ev.latency_ms) if ev.latency_ms is not None else None)
-        elif isinstance(ev, ErrorEvent):
-            merge_facts(f, ev.agent_id, ts, minute, 0, 1, 0, None)
-        else:
-            merge_facts(f, ev.agent_id, ts, minute, 0, 0, 0, None)
 
     def _flush(self, out: list, res: Outcome, everything: bool = False) -> None:
         self.w.flush(res, everything=everything, now=time.time() if self.spec.live else None)

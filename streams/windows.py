@@ -106,6 +106,7 @@ class Outcome:
     """What one batch produced: rollups to emit and counters."""
 
     rollups: list[tuple[bytes, bytes]] = field(default_factory=list)
+    touched: set[WinKey] = field(default_factory=set)  # windows changed by this batch
     late: int = 0
     emit_lags: list[float] = field(default_factory=list)
 
@@ -154,6 +155,7 @@ class PartitionWindows:
         else:
             agg.add_error()
         self.dirty.add(wk)
+        out.touched.add(wk)
         return True
 
     def advance_idle(self, idle_seconds: float) -> None:
