@@ -5,6 +5,7 @@ Queries run in worker threads so the event loop keeps serving while ClickHouse w
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -44,6 +45,11 @@ class Limits(BaseSettings):
     export_max_rows: int = 10_000_000
     export_max_execution_time: int = 600
     agent_down_after_minutes: int = 5
+    # Dashboards ask the same rollup questions from many viewers: identical queries in flight share one
+    # execution, and an answer is reused for this many seconds (0 = never reused).
+    share_queries: bool = True
+    cache_seconds: float = 2.0
+    cache_entries: int = 512
 
 
 class Db:
@@ -51,6 +57,8 @@ class Db:
         self.client = client
         self.limits = limits or Limits()
         self.database = client.database
+        self._cache: dict[tuple, tuple[float, list[dict[str, Any]]]] = {}
+        self._inflight: dict[tuple, asyncio.Future] = {}  # asyncio tasks
 
     def _settings(self, export: bool = False) -> str:
         # prefer_column_name_to_alias: `sum(calls) AS calls` may be reused as `sum(calls) / …`.
@@ -74,6 +82,39 @@ class Db:
 
     async def rows(self, name: str, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         return await to_thread.run_sync(self.rows_sync, name, sql, params)
+
+    async def shared_rows(self, name: str, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Like rows(), for read-only use of the result: equal queries share one execution and, for
+        `cache_seconds`, one answer. Callers must not modify the rows."""
+        if not self.limits.share_queries:
+            return await self.rows(name, sql, params)
+        key = (sql, tuple(sorted(params.items())))
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit and hit[0] > now:
+            return hit[1]
+        task = self._inflight.get(key)
+        if task is None:
+            # Its own task: a viewer who goes away does not cancel the answer others wait for.
+            task = asyncio.ensure_future(self._fill(key, name, sql, params))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._inflight[key] = task
+        return await asyncio.shield(task)
+
+    async def _fill(self, key: tuple, name: str, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            result = await self.rows(name, sql, params)
+        finally:
+            self._inflight.pop(key, None)
+        ttl = self.limits.cache_seconds
+        if ttl > 0:
+            now = time.monotonic()
+            if len(self._cache) >= self.limits.cache_entries:
+                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+                if len(self._cache) >= self.limits.cache_entries:
+                    self._cache.clear()
+            self._cache[key] = (now + ttl, result)
+        return result
 
     def stream(self, name: str, sql: str, params: dict[str, Any], fmt: str) -> Iterator[bytes]:
         """Blocks as ClickHouse produces them; nothing holds the whole result."""

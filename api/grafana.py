@@ -144,7 +144,7 @@ async def run_target(db: Db, key: ApiKey, target: dict[str, Any], tr: TimeRange,
             if not isinstance(v, str):
                 raise ApiError(400, f"payload.{what} must be a string")
         mq = q.metric_query(dbn, project, field, agg, group, tr, iv, filters)
-        rows = await db.rows(mq.name, mq.sql, mq.params)
+        rows = await db.shared_rows(mq.name, mq.sql, mq.params)
         grouped = q.GROUP_ALIASES.get(group, group) != ""
         series: dict[str, list[list[float]]] = {}
         for r in rows:
@@ -181,7 +181,7 @@ async def distinct_values(db: Db, key: ApiKey, variable: str, tr: TimeRange) -> 
     if variable == "projects":
         return [key.project_id]
     sql, params = q.values_query(db.database, key.project_id, variable, tr)
-    rows = await db.rows(f"values_{variable}", sql, params)
+    rows = await db.shared_rows(f"values_{variable}", sql, params)
     return [str(r["item"]) for r in rows]
 
 
