@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
@@ -62,12 +63,10 @@ class AlertsSink:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=self.settings.topic_prefix + "agenttrace-sink-alerts", enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=100)
-        consumer.subscribe([self.topic], listener=_Listener(self))
-        await consumer.start()
+        consumer = await self._start_consumer(stop)
+        if consumer is None:
+            await self._http.aclose()
+            return
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=200, max_records=500)
@@ -80,6 +79,28 @@ class AlertsSink:
             await self._drop(list(self._pending))
             await consumer.stop()
             await self._http.aclose()
+
+    async def _start_consumer(self, stop: asyncio.Event) -> AIOKafkaConsumer | None:
+        """The topic may not exist yet (broker just started): wait for it instead of failing."""
+        delay = 0.5
+        while not stop.is_set():
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                group_id=self.settings.topic_prefix + "agenttrace-sink-alerts", enable_auto_commit=False,
+                auto_offset_reset="earliest", fetch_max_wait_ms=100)
+            consumer.subscribe([self.topic], listener=_Listener(self))
+            try:
+                await consumer.start()
+                return consumer
+            except KafkaError as exc:
+                await consumer.stop()
+                log.warning("alerts consumer cannot start; retrying", extra={"fields": {"error": str(exc)}})
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, 10.0)
+        return None
 
     async def _commit_done(self, consumer: AIOKafkaConsumer) -> None:
         offsets: dict[TopicPartition, int] = {}

@@ -14,7 +14,7 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from agenttrace.clickhouse import ClickHouse, connect, migrate
+from agenttrace.clickhouse import ClickHouse, close_embedded, connect, migrate
 from agenttrace.service import serve_health, setup_logging
 from schemas.settings import Settings
 from schemas.topics import ALERT_RULES, EVENTS, ROLLUPS
@@ -86,7 +86,7 @@ async def serve(settings: Settings, stop: asyncio.Event, sink: SinkSettings | No
 def run(settings: Settings, args: argparse.Namespace | None = None) -> int:
     setup_logging(settings.log_level)
     client = connect(settings)
-    serve_health("sinks", settings.host, settings.sink_metrics_port, {"clickhouse": client.ping})
+    health = serve_health("sinks", settings.host, settings.sink_metrics_port, {"clickhouse": client.ping})
     log.info("sinks metrics", extra={"fields": {"port": settings.sink_metrics_port}})
 
     async def main() -> None:
@@ -96,5 +96,10 @@ def run(settings: Settings, args: argparse.Namespace | None = None) -> int:
             loop.add_signal_handler(sig, stop.set)
         await serve(settings, stop, client=client)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        health.shutdown()
+        # chDB's embedded server crashes if left to interpreter teardown: close it while we still can.
+        close_embedded()
     return 0
