@@ -96,7 +96,9 @@ def bounded_run(s: Settings, workers: int, replay: bool = False) -> float:
     spec = FlowSpec.from_settings(s, cfg, live=False, end=end, rules_topic=None, replay=replay,
                                   flow_name="replay" if replay else "rollups", workers=workers)
     t = time.perf_counter()
+    c = time.process_time()
     cli_main(build_flow(spec), workers_per_process=workers)
+    bounded_run.cpu_s = time.process_time() - c  # type: ignore[attr-defined]
     return time.perf_counter() - t
 
 
@@ -132,6 +134,7 @@ def bench_throughput(n: int) -> dict:
         for w in (1, 2):
             took = bounded_run(s, w)
             out[f"rollup_events_per_s_{w}_workers"] = round(n / took)
+            out[f"rollup_events_per_cpu_s_{w}_workers"] = round(n / bounded_run.cpu_s)  # type: ignore[attr-defined]
         took = bounded_cluster(s, 2)
         out["rollup_events_per_s_2_processes"] = round(n / took)
         out["note"] = ("workers of one process share the GIL; 2 processes x 1 worker is the scale-out figure "
