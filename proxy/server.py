@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 from typing import Any
 
@@ -49,6 +50,10 @@ class ProxyApp:
             if msg["type"] == "lifespan.startup":
                 self.forwarder.client = make_client(self.ps)  # aiohttp wants the running loop
                 self.publisher.start()
+                # Startup objects never die: keep them out of every collection, and collect young
+                # objects less often (each call allocates many short-lived ones).
+                gc.freeze()
+                gc.set_threshold(50_000, 20, 100)
                 log.info("proxy started", extra={"fields": {"port": self.settings.proxy_port}})
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
