@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import AsyncIterator
 
 from fastapi import HTTPException, Request
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The (decompressed) body, or 413 when it exceeds `limit` bytes either way."""
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
+async def collect(chunks: AsyncIterator[bytes], content_length: str | None, limit: int) -> bytes:
+    if content_length and content_length.isdigit() and int(content_length) > limit:
         raise HTTPException(413, f"request body exceeds {limit} bytes")
-    chunks: list[bytes] = []
+    parts: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise HTTPException(413, f"request body exceeds {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    encoding = (request.headers.get("content-encoding") or "identity").lower().strip()
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def decode(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """Undo gzip/deflate; 413 when the result exceeds `limit` bytes."""
+    encoding = (content_encoding or "identity").lower().strip()
     if encoding in ("identity", ""):
         return body
     if encoding not in ("gzip", "deflate"):
@@ -34,3 +37,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     if len(out) > limit or d.unconsumed_tail:
         raise HTTPException(413, f"decompressed request body exceeds {limit} bytes")
     return out
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The (decompressed) body, or 413 when it exceeds `limit` bytes either way."""
+    body = await collect(request.stream(), request.headers.get("content-length"), limit)
+    return decode(body, request.headers.get("content-encoding"), limit)

@@ -27,6 +27,16 @@ RESPONSE_SIZE = Histogram("http_response_size_bytes", "HTTP response body size",
 class HttpMetrics:
     def __init__(self, app: Any):
         self.app = app
+        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
+
+    def children(self, method: str, path: str, status: int) -> tuple[Any, Any, Any, Any]:
+        # labels() resolves a child on every call; the set of (method, route, status) is small.
+        key = (method, path, status)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = (REQUESTS.labels(method, path, str(status)), DURATION.labels(method, path),
+                                           REQUEST_SIZE.labels(method, path), RESPONSE_SIZE.labels(method, path))
+        return found
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -65,10 +75,11 @@ class HttpMetrics:
                     size = int(value) if value.isdigit() else 0
                     break
             elapsed = time.perf_counter() - started
-            REQUESTS.labels(method, path, str(status)).inc()
-            DURATION.labels(method, path).observe(elapsed)
+            requests, duration, request_size, response_size = self.children(method, path, status)
+            requests.inc()
+            duration.observe(elapsed)
             if status >= 500:
                 log.warning("request failed", extra={"fields": {"method": method, "path": path, "status": status,
                                                                 "duration_ms": round(elapsed * 1000, 1)}})
-            REQUEST_SIZE.labels(method, path).observe(size)
-            RESPONSE_SIZE.labels(method, path).observe(out)
+            request_size.observe(size)
+            response_size.observe(out)

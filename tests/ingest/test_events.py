@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import time
 import uuid
 from datetime import UTC, datetime
 
 import httpx
 import orjson
 
+from ingest.auth import Authenticator
 from schemas.settings import Settings
 from schemas.topics import EVENTS
 from tests.ingest.conftest import GatewayProc, make_gateway
@@ -86,6 +88,7 @@ def test_auth_failures_are_401_and_project_follows_the_key(gateway: GatewayProc,
     token, key = gateway.keys.create("p2")
     assert httpx.post(url, json={"events": [llm(project_id="p1")]}, headers={"x-api-key": token}).status_code == 200
     gateway.keys.revoke(key.id)
+    time.sleep(Authenticator.CACHE_SECONDS + 0.3)  # verified keys are remembered that long
     assert httpx.post(url, json=payload, headers={"x-api-key": token}).status_code == 401
     msgs = read_topic(kafka_settings.kafka_bootstrap, kafka_settings.topic(EVENTS))
     assert [m.key() for m in msgs] == [b"p2/agent-1"]
