@@ -282,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                           stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     result: dict[str, Any] = {"bench": "ingest", "workers": args.workers, "batch": 500, "cores": os.cpu_count(),
-                              "note": "shared 2-core machine; broker, gateway and load generator on the same cores"}
+                              "note": "shared 2-core machine; broker, gateway and load generator on the same cores",
+                              "loadavg_1m_at_start": os.getloadavg()[0]}
     rss = RssSampler(gw.pid)
     try:
         _wait_up(url, gw)
@@ -309,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             gw.kill()
     result["aiokafka"] = asyncio.run(bare_producer(settings, settings.topic(EVENTS), docs, args.seconds))
+    result["loadavg_1m_at_end"] = os.getloadavg()[0]
     bare = result["aiokafka"]["events_per_s"]
     result["ratio"] = round(result["gateway"]["events_per_s"] / bare, 3) if bare else None
     result["targets"] = {
