@@ -13,6 +13,8 @@ from ingest.publisher import Record
 from schemas.events import EventBase, EventValidationError, parse_event
 from schemas.normalize import normalize_event
 
+MAX_EVENT_BYTES = 1_000_000  # below the events topic's max.message.bytes (1048588)
+
 
 @dataclass
 class Batch:
@@ -24,8 +26,14 @@ class Batch:
     def accepted(self) -> int:
         return len(self.records)
 
-    def add(self, event: EventBase) -> None:
-        self.records.append(event_record(event))
+    def add(self, index: int, event: EventBase) -> None:
+        record = event_record(event)
+        if len(record[1]) > MAX_EVENT_BYTES:
+            # The topic refuses larger records; retrying could never succeed, so it is a bad event.
+            self.reject(index, [{"field": "event", "message": f"too large: {len(record[1])} bytes encoded, "
+                                                             f"at most {MAX_EVENT_BYTES}"}])
+            return
+        self.records.append(record)
         self.types[event.type] += 1
 
     def reject(self, index: int, errors: list[dict[str, str]]) -> None:
@@ -59,7 +67,7 @@ def build_batch(raw_events: list[Any], project_id: str, received_at: datetime | 
         except EventValidationError as exc:
             batch.reject(i, exc.errors)
             continue
-        batch.add(normalize_event(event, project_id, now))
+        batch.add(i, normalize_event(event, project_id, now))
     return batch
 
 

@@ -37,13 +37,15 @@ def test_mixed_batch_keeps_good_events_and_reports_bad_ones(gateway: GatewayProc
         {"agent_id": "agent-3", "type": "nonsense"},                    # unknown type
         "not an object",
         {"agent_id": "agent-3", "type": "score", "name": "helpfulness", "value": 0.9, "timestamp": now()},
+        {"agent_id": "agent-4", "type": "heartbeat", "metadata": {"blob": "z" * 1_100_000}},  # over the topic limit
     ]
     r = httpx.post(f"{gateway.url}/api/events", json={"events": events}, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 207, r.text
     body = r.json()
-    assert body["accepted"] == 3 and body["rejected"] == 4
+    assert body["accepted"] == 3 and body["rejected"] == 5
     by_index = {e["index"]: e for e in body["errors"]}
-    assert set(by_index) == {1, 3, 4, 5}
+    assert set(by_index) == {1, 3, 4, 5, 7}
+    assert by_index[7]["errors"][0]["field"] == "event" and "too large" in by_index[7]["reason"]
     assert by_index[1]["errors"][0]["field"] == "tokens_in"
     assert by_index[3]["errors"][0]["field"] == "agent_id"
     assert by_index[4]["errors"][0]["field"] == "type"
