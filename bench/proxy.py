@@ -228,6 +228,11 @@ def _rss_mb(pid: int) -> dict:
     return {"rss_mb": out.get("VmRSS"), "peak_rss_mb": out.get("VmHWM")}
 
 
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def _load(port: int, mode: str, args: argparse.Namespace, rate: float) -> dict:
     cmd = [sys.executable, "-m", "bench.proxy", "--role", "load", "--port", str(port), "--mode", mode,
            "--clients", str(args.clients), "--duration", str(args.duration), "--rate", str(rate)]
@@ -273,7 +278,11 @@ def orchestrate(args: argparse.Namespace) -> dict:
                 res: dict = {}
                 for phase, rate in (("latency", args.rate), ("throughput", 0.0)):
                     direct = _load(fake_port, mode, args, rate)
+                    cpu0 = _cpu_s(procs[1].pid)
                     proxied = _load(proxy_port, mode, args, rate)
+                    # CPU the proxy spent per proxied call: a figure the shared machine's load does not skew.
+                    calls = proxied["requests"] * (args.duration + args.warmup) / args.duration
+                    proxied["proxy_cpu_us_per_call"] = round((_cpu_s(procs[1].pid) - cpu0) / max(calls, 1) * 1e6, 1)
                     entry = {"direct": direct, "proxied": proxied,
                              "added_p50_ms": round(proxied["p50_ms"] - direct["p50_ms"], 3),
                              "added_p99_ms": round(proxied["p99_ms"] - direct["p99_ms"], 3)}

@@ -133,6 +133,7 @@ class Forwarder:
                         await send({"type": "http.response.start", "status": status, "headers": out_headers})
                         await send({"type": "http.response.body", "body": data, "more_body": False})
                         overhead += time.perf_counter() - t_last
+                        call.response_bytes = len(data)
                         if extractor:
                             extractor.feed(data)
                         if self.ps.capture_bodies:
@@ -151,7 +152,7 @@ class Forwarder:
                     status = status if status >= 400 else 502
                 finally:
                     resp.release()
-            metrics.UPSTREAM.labels(r.provider).observe(time.perf_counter() - t_up)
+            metrics.child(metrics.UPSTREAM, r.provider).observe(time.perf_counter() - t_up)
             metrics.OVERHEAD.observe(overhead)
         call.latency_s = time.perf_counter() - t0
         call.status_code = status
@@ -160,10 +161,11 @@ class Forwarder:
             if usage.error_type is None and status >= 400:
                 usage.error_type = extractor.error_type()
         if call.stream and call.ttft_s is not None:
-            metrics.TTFT.labels(r.provider).observe(call.ttft_s)
-        metrics.HTTP_REQUESTS.labels(scope["method"], r.template, str(status)).inc()
-        metrics.HTTP_DURATION.labels(scope["method"], r.template).observe(call.latency_s)
-        metrics.HTTP_REQUEST_SIZE.labels(scope["method"], r.template).observe(len(body))
+            metrics.child(metrics.TTFT, r.provider).observe(call.ttft_s)
+        metrics.child(metrics.HTTP_REQUESTS, scope["method"], r.template, str(status)).inc()
+        metrics.child(metrics.HTTP_DURATION, scope["method"], r.template).observe(call.latency_s)
+        metrics.child(metrics.HTTP_REQUEST_SIZE, scope["method"], r.template).observe(len(body))
+        metrics.child(metrics.HTTP_RESPONSE_SIZE, scope["method"], r.template).observe(call.response_bytes)
         if recorded:
             self._record(call, usage, seen, status)
 
@@ -176,6 +178,7 @@ class Forwarder:
             if call.ttft_s is None:
                 call.ttft_s = time.perf_counter() - t0
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            call.response_bytes += len(chunk)
             if extractor:
                 extractor.feed(chunk)
             if capture and (call.response_body is None or len(call.response_body) < self.ps.capture_max_bytes):
@@ -196,7 +199,7 @@ class Forwarder:
         try:
             ident = identify(seen, self.keys)
             event = build_event(call, usage, ident, self.ps.capture_max_bytes if self.ps.capture_bodies else None)
-            metrics.REQUESTS.labels(event.provider, event.model[:64], str(status)).inc()
+            metrics.child(metrics.REQUESTS, event.provider, event.model[:64], str(status)).inc()
             self.publisher.submit(event)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("proxied call", extra={"fields": {

@@ -40,3 +40,15 @@ HTTP_REQUEST_SIZE = _get(Histogram, "http_request_size_bytes", "HTTP request bod
                          buckets=_SIZES)
 HTTP_RESPONSE_SIZE = _get(Histogram, "http_response_size_bytes", "HTTP response body size", ("method", "path"),
                           buckets=_SIZES)
+
+
+_children: dict[tuple, Any] = {}
+
+
+def child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, memoized: the label lookup costs more than the observation itself."""
+    key = (id(metric), labels)
+    c = _children.get(key)
+    if c is None:
+        c = _children[key] = metric.labels(*labels)
+    return c

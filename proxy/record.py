@@ -21,6 +21,7 @@ class Call:
     status_code: int | None = None
     error_type: str | None = None
     stream: bool = False
+    response_bytes: int = 0
     request_model: str | None = None
     request_body: bytes | None = None  # only when body capture is on
     response_body: bytes | None = None
