@@ -166,7 +166,7 @@ def bench_freshness(s: Settings, client, rate: int, seconds: float) -> dict:
         visible = time.time()
         delays.extend(visible - m.timestamp()[1] / 1000 for m in msgs)
 
-    sink = SinkSettings(sink_batch_rows=50_000, sink_batch_seconds=0.25)
+    sink = SinkSettings(sink_batch_rows=50_000, sink_batch_seconds=0.5)  # the defaults
     lc = LandingConsumer(s, sink, s.topic(EVENTS), "bench-freshness", EventsHandler(), client, DeadLetters(s),
                          on_landed=landed)
     halt = threading.Event()
