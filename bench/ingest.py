@@ -260,6 +260,28 @@ async def bare_producer(settings: Settings, topic: str, docs: list[list[dict]], 
     return {"events_per_s": round(sent / elapsed), "events": sent, "seconds": round(elapsed, 1)}
 
 
+def measure_gateway(url: str, gw: subprocess.Popen, token: str, batch_bodies: list[bytes],
+                    args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    rss = RssSampler(gw.pid)
+    _wait_up(url, gw)
+    rss.start()
+    try:
+        single_bodies, _ = bodies(200, 1, seed=11)
+        events = f"{url}/api/events"
+        asyncio.run(closed_loop(events, token, batch_bodies, 500, min(5.0, args.seconds), 4))  # warm-up
+        out["gateway"] = asyncio.run(closed_loop(events, token, batch_bodies, 500, args.seconds, args.concurrency))
+        half_rps = max(1.0, out["gateway"]["events_per_s"] / 2 / 500)
+        out["half_load"] = asyncio.run(open_loop(events, token, batch_bodies, 500, half_rps, max(5.0, args.seconds / 3)))
+        single = asyncio.run(closed_loop(events, token, single_bodies, 1, max(5.0, args.seconds / 3), 64))
+        out["single_event"] = {"requests_per_s": single["requests_per_s"], "p99_ms": single["p99_ms"],
+                               "errors": single["errors"]}
+    finally:
+        rss.stop.set()
+    out["gateway_rss_mb"] = round(rss.peak_mb, 1)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="duration of the sustained phases")
@@ -284,32 +306,20 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"bench": "ingest", "workers": args.workers, "batch": 500, "cores": os.cpu_count(),
                               "note": "shared 2-core machine; broker, gateway and load generator on the same cores",
                               "loadavg_1m_at_start": os.getloadavg()[0]}
-    rss = RssSampler(gw.pid)
+    batch_bodies, docs = bodies(40, 500)
     try:
-        _wait_up(url, gw)
-        rss.start()
-        batch_bodies, docs = bodies(40, 500)
-        single_bodies, _ = bodies(200, 1, seed=11)
-        asyncio.run(closed_loop(f"{url}/api/events", token, batch_bodies, 500, min(5.0, args.seconds), 4))  # warm-up
-        sustained = asyncio.run(closed_loop(f"{url}/api/events", token, batch_bodies, 500, args.seconds,
-                                            args.concurrency))
-        result["gateway"] = sustained
-        half_rps = max(1.0, sustained["events_per_s"] / 2 / 500)
-        result["half_load"] = asyncio.run(open_loop(f"{url}/api/events", token, batch_bodies, 500, half_rps,
-                                                    max(5.0, args.seconds / 3)))
-        single = asyncio.run(closed_loop(f"{url}/api/events", token, single_bodies, 1, max(5.0, args.seconds / 3), 64))
-        result["single_event"] = {"requests_per_s": single["requests_per_s"], "p99_ms": single["p99_ms"],
-                                  "errors": single["errors"]}
-        rss.stop.set()
-        result["gateway_rss_mb"] = round(rss.peak_mb, 1)
-    finally:
-        rss.stop.set()
-        gw.terminate()
         try:
-            gw.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            gw.kill()
-    result["aiokafka"] = asyncio.run(bare_producer(settings, settings.topic(EVENTS), docs, args.seconds))
+            result.update(measure_gateway(url, gw, token, batch_bodies, args))
+        finally:
+            gw.terminate()
+            try:
+                gw.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                gw.kill()
+        result["aiokafka"] = asyncio.run(bare_producer(settings, settings.topic(EVENTS), docs, args.seconds))
+    finally:
+        _drop_topics(settings)
+        shutil.rmtree(home, ignore_errors=True)
     result["loadavg_1m_at_end"] = os.getloadavg()[0]
     bare = result["aiokafka"]["events_per_s"]
     result["ratio"] = round(result["gateway"]["events_per_s"] / bare, 3) if bare else None
@@ -320,8 +330,6 @@ def main(argv: list[str] | None = None) -> int:
         "single_event_rps>=5000": result["single_event"]["requests_per_s"] >= 5000,
         "gateway_rss_mb<=250": result["gateway_rss_mb"] <= 250,
     }
-    _drop_topics(settings)
-    shutil.rmtree(home, ignore_errors=True)
     print(json.dumps(result))
     return 0
 
