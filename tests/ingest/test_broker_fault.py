@@ -79,7 +79,7 @@ def test_broker_outage_gives_503_and_loses_nothing_acknowledged(tmp_path: Path):
         for status, seconds, _, retry in sender.results:
             if status == 503:
                 assert retry is not None and int(retry) > 0
-                assert seconds <= PUBLISH_TIMEOUT + 2.5, seconds  # bounded, no hang
+                assert seconds <= PUBLISH_TIMEOUT + 5, seconds  # bounded, no hang (slack for a loaded machine)
         acked = [i for status, _, ids, _ in sender.results if status == 200 for i in ids]
         # Read to the end: 503-answered events may be there too (at-least-once), so no count to wait for.
         msgs = read_topic(s.kafka_bootstrap, s.topic(EVENTS), timeout=30)
