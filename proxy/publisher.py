@@ -133,7 +133,9 @@ class Publisher:
         fl = _Inflight(batch, [], from_spool)
         self._inflight = fl
         try:
-            for key, value, headers in batch:
+            for i, (key, value, headers) in enumerate(batch):
+                if i and not i % 64:
+                    await asyncio.sleep(0)  # let calls in flight run between slices of a big batch
                 try:
                     fl.futures.append(await self.producer.send(self.topic, value=value, key=key, headers=headers))
                 except Exception as exc:  # not taken by the producer (e.g. no metadata): spooled below
