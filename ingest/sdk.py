@@ -296,6 +296,12 @@ class AgentTrace:
                 self._flush_now.set()
         return True
 
+    def __enter__(self) -> AgentTrace:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.shutdown()
+
     @_safe(default=False)
     def shutdown(self, timeout: float = 10.0) -> bool:
         """Flush (retrying until `timeout`), then stop the background thread; True when all was delivered.
