@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import httpx
@@ -111,3 +112,16 @@ def test_openai_stream_without_usage_records_unknown_tokens(proxy: ProxyProc) ->
 
 def test_no_key_leaks_on_error_paths(proxy: ProxyProc) -> None:
     assert_no_secrets(proxy)
+
+
+def test_stream_relayed_as_it_arrives(proxy: ProxyProc, fakes: dict[str, FakeProvider]) -> None:
+    # The fake spaces its SSE events CHUNK_DELAY apart; a buffering proxy would deliver them all at once.
+    from tests.proxy.fakes import CHUNK_DELAY
+
+    body = {"model": "claude-3-5-sonnet-latest", "max_tokens": 5, "messages": [], "stream": True}
+    arrivals: list[float] = []
+    with httpx.stream("POST", proxy.url + "/v1/messages", json=body, headers=dict([AUTH["anthropic"]])) as r:
+        for _ in r.iter_raw():
+            arrivals.append(time.perf_counter())
+    assert len(arrivals) >= 5
+    assert arrivals[-1] - arrivals[0] >= 4 * CHUNK_DELAY
