@@ -46,7 +46,8 @@ class Limits(BaseSettings):
     export_max_execution_time: int = 600
     agent_down_after_minutes: int = 5
     # Dashboards ask the same rollup questions from many viewers: identical queries in flight share one
-    # execution, and an answer is reused for this many seconds (0 = never reused).
+    # execution, and an answer is reused for this many seconds (0 = never reused); for one more such
+    # period it is still served while a single refresh runs.
     share_queries: bool = True
     cache_seconds: float = 2.0
     cache_entries: int = 512
@@ -99,6 +100,10 @@ class Db:
             task = asyncio.ensure_future(self._fill(key, name, sql, params))
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
             self._inflight[key] = task
+        if hit and hit[0] + self.limits.cache_seconds > now:
+            # Just expired: answer from the previous result while one refresh runs (at most two
+            # cache periods old), so viewers never queue behind the refresh.
+            return hit[1]
         return await asyncio.shield(task)
 
     async def _fill(self, key: tuple, name: str, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
