@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Histogram
 
+log = logging.getLogger("agenttrace.api.http")
 _SIZES = (100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 
 
@@ -58,7 +61,16 @@ class HttpMetrics:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
+            elapsed = time.perf_counter() - started
             REQUESTS.labels(method, path, str(status)).inc()
-            DURATION.labels(method, path).observe(time.perf_counter() - started)
+            DURATION.labels(method, path).observe(elapsed)
+            level = logging.INFO if status >= 400 else logging.DEBUG
+            if log.isEnabledFor(level):
+                headers = dict(scope.get("headers") or [])
+                state = scope.get("state") or {}
+                log.log(level, "request", extra={
+                    "request_id": headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex[:16],
+                    "project_id": state.get("project_id", ""), "duration_ms": round(elapsed * 1000, 2),
+                    "fields": {"method": method, "path": path, "status": status}})
             REQUEST_SIZE.labels(method, path).observe(size_in)
             RESPONSE_SIZE.labels(method, path).observe(size_out)
