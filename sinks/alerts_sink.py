@@ -89,8 +89,17 @@ class AlertsSink:
                 group_id=self.settings.topic_prefix + "agenttrace-sink-alerts", enable_auto_commit=False,
                 auto_offset_reset="earliest", fetch_max_wait_ms=100)
             consumer.subscribe([self.topic], listener=_Listener(self))
+            starting = asyncio.ensure_future(consumer.start())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not starting.done():  # asked to stop while waiting for the topic
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+                await consumer.stop()
+                return None
             try:
-                await consumer.start()
+                starting.result()
                 return consumer
             except KafkaError as exc:
                 await consumer.stop()
