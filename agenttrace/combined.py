@@ -36,7 +36,13 @@ async def serve(settings: Settings) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace | None = None) -> int:
+    from agenttrace.clickhouse import close_embedded
+
     setup_logging(settings.log_level)
     log.info("starting sinks and api in one process", extra={"fields": {"port": settings.api_port}})
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        # Left to interpreter teardown, chDB can crash the process (SIGSEGV in its table shutdown).
+        close_embedded()
     return 0
