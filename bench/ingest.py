@@ -189,14 +189,17 @@ async def open_loop(url: str, token: str, payloads: list[bytes], per_body: int, 
     host, port, path = _split(url)
     lat: list[float] = []
     errors = 0
+    statuses: dict[int, int] = {}
     idle: list[Conn] = []
 
     async def one(body: bytes) -> None:
         nonlocal errors
         conn = idle.pop() if idle else Conn(host, port, path, token)
         t = time.perf_counter()
-        if await _post(conn, body) != 200:
+        status = await _post(conn, body)
+        if status != 200:
             errors += 1
+            statuses[status] = statuses.get(status, 0) + 1
         lat.append(time.perf_counter() - t)
         idle.append(conn)
 
@@ -215,7 +218,7 @@ async def open_loop(url: str, token: str, payloads: list[bytes], per_body: int, 
         c.close()
     lat.sort()
     return {"target_events_per_s": round(rate_rps * per_body), "achieved_events_per_s": round(len(lat) * per_body / elapsed),
-            "requests": len(lat), "errors": errors, "p50_ms": round(lat[len(lat) // 2] * 1000, 2),
+            "requests": len(lat), "errors": errors, "error_statuses": statuses, "p50_ms": round(lat[len(lat) // 2] * 1000, 2),
             "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 2)}
 
 
