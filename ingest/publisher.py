@@ -83,7 +83,7 @@ class Publisher:
             # Records not acknowledged within the request deadline fail rather than hang the request.
             "message.timeout.ms": int(timeout_s * 1000),
             "queue.buffering.max.messages": 500_000,
-            "queue.buffering.max.kbytes": 32 * 1024,  # bounds the process's memory under back-pressure
+            "queue.buffering.max.kbytes": 16 * 1024,  # bounds the process's memory under back-pressure
             "socket.keepalive.enable": True,
             "error_cb": self._on_error,
         }
