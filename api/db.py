@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from anyio import to_thread
@@ -84,12 +84,14 @@ class Db:
     async def rows(self, name: str, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         return await to_thread.run_sync(self.rows_sync, name, sql, params)
 
-    async def shared_rows(self, name: str, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """Like rows(), for read-only use of the result: equal queries share one execution and, for
-        `cache_seconds`, one answer. Callers must not modify the rows."""
+    async def shared_rows(self, name: str, sql: str, params: dict[str, Any],
+                          shape: Callable[[list[dict[str, Any]]], Any] | None = None) -> Any:
+        """Like rows() (or `shape(rows)`), for read-only use of the result: equal queries share one
+        execution and, for `cache_seconds`, one answer. Callers must not modify what they get."""
         if not self.limits.share_queries:
-            return await self.rows(name, sql, params)
-        key = (sql, tuple(sorted(params.items())))
+            rows = await self.rows(name, sql, params)
+            return shape(rows) if shape else rows
+        key = (sql, tuple(sorted(params.items())), shape)
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit and hit[0] > now:
@@ -97,7 +99,7 @@ class Db:
         task = self._inflight.get(key)
         if task is None:
             # Its own task: a viewer who goes away does not cancel the answer others wait for.
-            task = asyncio.ensure_future(self._fill(key, name, sql, params))
+            task = asyncio.ensure_future(self._fill(key, name, sql, params, shape))
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
             self._inflight[key] = task
         if hit and hit[0] + self.limits.cache_seconds > now:
@@ -106,9 +108,11 @@ class Db:
             return hit[1]
         return await asyncio.shield(task)
 
-    async def _fill(self, key: tuple, name: str, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _fill(self, key: tuple, name: str, sql: str, params: dict[str, Any],
+                    shape: Callable[[list[dict[str, Any]]], Any] | None) -> Any:
         try:
-            result = await self.rows(name, sql, params)
+            rows = await self.rows(name, sql, params)
+            result = shape(rows) if shape else rows
         finally:
             self._inflight.pop(key, None)
         ttl = self.limits.cache_seconds

@@ -8,6 +8,7 @@ versions differ), but anything that cannot be understood gets a 400 saying what 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -125,6 +126,22 @@ def _series_name(g: str, field: str, agg: str, grouped: bool) -> str:
     return g if g != "" else "(none)"
 
 
+def _series_shape(field: str, agg: str, grouped: bool) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    def shape(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        series: dict[str, list[list[float]]] = {}
+        for r in rows:
+            if r["v"] is not None:
+                series.setdefault(r["g"], []).append([float(r["v"]), int(r["t"])])
+        return [{"target": _series_name(g, field, agg, grouped), "datapoints": points}
+                for g, points in series.items()]
+
+    return shape
+
+
+# One function object per (field, aggregation, grouped): it is part of the shared-query key.
+SERIES_SHAPES = {(f, a, g): _series_shape(f, a, g) for f in q.FIELDS for a in q.AGGREGATIONS for g in (True, False)}
+
+
 async def run_target(db: Db, key: ApiKey, target: dict[str, Any], tr: TimeRange, iv: int,
                      adhoc: list[Filter]) -> list[dict[str, Any]]:
     name = target.get("target")
@@ -144,20 +161,9 @@ async def run_target(db: Db, key: ApiKey, target: dict[str, Any], tr: TimeRange,
             if not isinstance(v, str):
                 raise ApiError(400, f"payload.{what} must be a string")
         mq = q.metric_query(dbn, project, field, agg, group, tr, iv, filters)
-        rows = await db.shared_rows(mq.name, mq.sql, mq.params)
         grouped = q.GROUP_ALIASES.get(group, group) != ""
-        series: dict[str, list[list[float]]] = {}
-        for r in rows:
-            if r["v"] is None:
-                continue
-            series.setdefault(r["g"], []).append([float(r["v"]), int(r["t"])])
-        out = []
-        for g, points in series.items():
-            s: dict[str, Any] = {"target": _series_name(g, field, agg, grouped), "datapoints": points}
-            if refid:
-                s["refId"] = refid
-            out.append(s)
-        return out
+        series = await db.shared_rows(mq.name, mq.sql, mq.params, SERIES_SHAPES[(field, agg, grouped)])
+        return [{**s, "refId": refid} for s in series] if refid else series
     if name == "costs":
         sql, params, src = q.costs_query(dbn, project, tr, filters)
         rows = await db.rows(f"costs_{src}", sql, params)
