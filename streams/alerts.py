@@ -121,25 +121,26 @@ class ProjectAlerts:
                 del st.day_spend[d]
 
     # ---- evaluation ---------------------------------------------------------------------
-    def evaluate(self, now: float) -> list[Alert]:
+    def evaluate(self, now: float, only: set[str] | None = None) -> list[Alert]:
+        """Check every rule; `only`: just these agents (a batch touched them; the periodic tick checks
+        everyone, e.g. when the clock moved windows on)."""
         out: list[Alert] = []
         for rule in sorted(self.rules.values(), key=lambda r: r.id):
             if rule.project_id != self.project_id:
                 continue
-            for subject, verdict in self._verdicts(rule, now):
+            for subject, verdict in self._verdicts(rule, now, only):
                 out += self._transition(rule, subject, verdict, now)
         return out
 
-    def _subjects(self, rule: AlertRule) -> list[str]:
-        if rule.agent_id:
-            return [rule.agent_id]
-        return sorted(self.agents)
+    def _subjects(self, rule: AlertRule, only: set[str] | None = None) -> list[str]:
+        subjects = [rule.agent_id] if rule.agent_id else sorted(self.agents)
+        return subjects if only is None else [a for a in subjects if a in only]
 
-    def _verdicts(self, rule: AlertRule, now: float):
+    def _verdicts(self, rule: AlertRule, now: float, only: set[str] | None = None):
         if rule.type == "agent_down":
             if self.replay:
                 return  # silence is a processing-time fact; a replay has none
-            for agent in self._subjects(rule):
+            for agent in self._subjects(rule, only):
                 st = self.agents.get(agent)
                 since = max(st.last_seen if st else 0.0, self.rule_seen.get(rule.id, now))
                 silent_min = (now - since) / self.minute_seconds
@@ -157,12 +158,12 @@ class ProjectAlerts:
                 nanos = sum(st.day_spend.get(day, 0) for st in self.agents.values())
                 yield self.project_id, self._budget(f'Project "{self.project_id}"', nanos, rule)
             else:
-                for agent in self._subjects(rule):
+                for agent in self._subjects(rule, only):
                     st = self.agents.get(agent)
                     yield agent, self._budget(f'Agent "{agent}"', st.day_spend.get(day, 0) if st else 0, rule)
             return
         first = (int(self.clock // 60) - rule.window_minutes + 1) * 60
-        for agent in self._subjects(rule):
+        for agent in self._subjects(rule, only):
             st = self.agents.get(agent)
             buckets = [b for k, b in st.buckets.items() if k[0] >= first] if st else []
             calls = sum(b[0] for b in buckets)

@@ -191,14 +191,18 @@ class AlertLogic(StatefulBatchLogic):
     def on_batch(self, values: list[tuple[str, Any]]) -> tuple[list, bool]:
         now = time.time()
         alerts = []
+        touched: set[str] | None = set()
         for kind, (project, payload) in values:
             state = self._state(project)
             if kind == "facts":
                 state.add_facts(payload, now)
+                if touched is not None:
+                    touched.update(payload["seen"])
             else:
                 rule_id, offset, rule = payload
                 alerts += state.apply_rule(rule_id, rule, offset, now)
-        alerts += self._state(values[0][1][0]).evaluate(now)
+                touched = None  # a new or changed rule: check every agent
+        alerts += self._state(values[0][1][0]).evaluate(now, touched)
         return self._emit(alerts), False
 
     def on_notify(self) -> tuple[list, bool]:
