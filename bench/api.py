@@ -9,7 +9,8 @@ from a child process (it owns the embedded chDB directory) and measures from thi
 loopback HTTP with --clients concurrent clients, the p50/p99 latency of the dashboard queries:
 - cost_by_model_7d: 7-day cost per model at 1 h buckets (rollups)
 - p95_latency_by_agent_1h_24h / _7d: p95 latency per agent at 1 h buckets over 24 h / 7 days (rollups)
-- traces_table_filtered_24h: traces table of one agent and model over 24 h (raw events)
+- traces_table_filtered_24h: traces table (100 newest) of one agent and one of its models over 24 h (raw)
+An empty answer counts as an error.
 and the export rate (ndjson, --export-rows rows, one client). Targets: rollup-backed p99 <= 50 ms,
 raw p99 <= 300 ms, export >= 200,000 rows/s. The machine is shared: figures are what they are.
 """
@@ -122,7 +123,7 @@ QUERIES = {
     "p95_latency_by_agent_1h_7d": ("rollups", lambda: grafana_body(7, {"target": "metrics", "payload": {
         "field": "latency", "aggregation": "p95", "group_by": "agent"}})),
     "traces_table_filtered_24h": ("raw", lambda: grafana_body(1, {"target": "traces", "payload": {
-        "agent": "agent-3", "model": "gpt-4o-mini", "limit": 100}})),
+        "agent": "agent-3", "model": "claude-haiku-3.5", "limit": 100}})),
 }
 
 
@@ -179,7 +180,7 @@ async def load(port: int, headers: dict, body_fn, clients: int, seconds: float) 
                 t = time.perf_counter()
                 status, payload = await conn.post("/grafana/query", body)
                 latencies.append((time.perf_counter() - t) * 1000)
-                if status != 200 or payload in (b"[]", b""):
+                if status != 200 or payload in (b"[]", b"") or b'"rows":[]' in payload:
                     errors += 1
         finally:
             conn.close()
