@@ -278,11 +278,16 @@ def orchestrate(args: argparse.Namespace) -> dict:
                 res: dict = {}
                 for phase, rate in (("latency", args.rate), ("throughput", 0.0)):
                     direct = _load(fake_port, mode, args, rate)
-                    cpu0 = _cpu_s(procs[1].pid)
+                    cpu0, wall0 = _cpu_s(procs[1].pid), time.monotonic()
                     proxied = _load(proxy_port, mode, args, rate)
-                    # CPU the proxy spent per proxied call: a figure the shared machine's load does not skew.
+                    cpu = _cpu_s(procs[1].pid) - cpu0
+                    # CPU the proxy spent per proxied call, and the share of a core it got: on a shared
+                    # machine the proxy waits in the run queue, which latency and req/s include.
                     calls = proxied["requests"] * (args.duration + args.warmup) / args.duration
-                    proxied["proxy_cpu_us_per_call"] = round((_cpu_s(procs[1].pid) - cpu0) / max(calls, 1) * 1e6, 1)
+                    proxied["proxy_cpu_us_per_call"] = round(cpu / max(calls, 1) * 1e6, 1)
+                    proxied["proxy_cpu_share"] = round(cpu / (time.monotonic() - wall0), 2)
+                    if rate == 0:
+                        proxied["rps_per_full_core"] = round(1e6 / max(proxied["proxy_cpu_us_per_call"], 1))
                     entry = {"direct": direct, "proxied": proxied,
                              "added_p50_ms": round(proxied["p50_ms"] - direct["p50_ms"], 3),
                              "added_p99_ms": round(proxied["p99_ms"] - direct["p99_ms"], 3)}
