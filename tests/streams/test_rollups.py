@@ -155,3 +155,33 @@ def test_undecodable_event_goes_to_dlq_and_the_rest_is_kept(kafka_settings):
     got = final_rollups(rollup_messages(kafka_settings))
     assert sum(orjson.loads(v)["version"] for v in got.values()) == sum(
         w["n"] for w in expected_rollups(events[:5]).values())
+
+
+def test_rollup_messages_merge_to_hour_quantiles_in_clickhouse(kafka_settings, clickhouse):
+    """The messages as they are land in `rollups_1m`; ClickHouse merges an hour with sumMap and answers
+    p50/p95/p99 within 1% of the exact quantiles of the raw events."""
+    from schemas.sketch import clickhouse_quantile_sql
+
+    events = event_set(base_time(), minutes=20, seed=23)
+    produce(kafka_settings, events)
+    run_bounded(kafka_settings)
+    msgs = rollup_messages(kafka_settings)
+    db = kafka_settings.clickhouse_database
+    clickhouse.insert(f"{db}.rollups_1m", b"\n".join(m.value() for m in msgs))
+    qs = ", ".join(f"{clickhouse_quantile_sql('m', str(q))} AS q{int(q * 100)}" for q in (0.5, 0.95, 0.99))
+    rows = clickhouse.query(
+        f"SELECT agent_id, h, calls, {qs} FROM ("
+        f" SELECT agent_id, toStartOfHour(window_start) AS h, sum(calls) AS calls, sumMap(latency_sketch) AS m"
+        f" FROM {db}.rollups_1m FINAL GROUP BY agent_id, h) ORDER BY agent_id")
+    raw: dict[str, list[float]] = {}
+    for e in events:
+        if isinstance(e, LlmCall):
+            raw.setdefault(e.agent_id, []).append(e.latency_ms)
+    by_agent = {r["agent_id"]: r for r in rows}
+    assert set(by_agent) == set(raw)
+    for agent, values in raw.items():
+        r = by_agent[agent]
+        assert int(r["calls"]) == len(values)
+        for q in (50, 95, 99):
+            exact = exact_quantile(values, q / 100)
+            assert abs(float(r[f"q{q}"]) - exact) / exact < 0.01, (agent, q)
