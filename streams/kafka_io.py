@@ -186,7 +186,8 @@ def read_rules(bootstrap: str, topic: str, timeout: float = 10.0) -> list[tuple[
 class _ProducerPartition(StatelessSinkPartition[Record]):
     def __init__(self, bootstrap: str):
         self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                                  "compression.type": "lz4", "linger.ms": 5})
+                                  "compression.type": "lz4", "linger.ms": 5,
+                                  "message.timeout.ms": 0})  # 0: retry until the broker is back
         self.failed: list[str] = []
 
     def _done(self, err: Any, msg: Any) -> None:
@@ -201,8 +202,10 @@ class _ProducerPartition(StatelessSinkPartition[Record]):
                     break
                 except BufferError:
                     self.producer.poll(0.05)
-        # Flushed before the epoch can close, so a snapshot never covers output that is not on the broker.
-        self.producer.flush(30)
+        # Delivered before the epoch can close, so a snapshot never covers output that is not on the
+        # broker; while the broker is away this blocks (and the source stops reading) instead of dropping.
+        while self.producer.flush(10) > 0 and not self.failed:
+            log.warning("waiting for the broker to take the dataflow's output")
         if self.failed:
             raise RuntimeError(f"producing failed: {self.failed[:3]}")
 
