@@ -3,10 +3,11 @@
     python -m bench.ingest [--seconds 60] [--workers 2]
 
 Phases (the gateway runs as a real server process, `agenttrace ingest`):
-1. sustained events/s through `POST /api/events` (batches of 500 realistic events, acks=all);
-2. p99 request latency at half that load (open loop, fixed request rate);
-3. single-event requests/s;
-4. a bare aiokafka producer (acks=all, idempotent, lz4) sending the same normalized payloads.
+1. sustained events/s through `POST /api/events` (batches of 500 realistic events, acks=all), and a
+   bare aiokafka producer (acks=all, idempotent, lz4) sending the same normalized payloads, measured
+   in alternating slices (`--slices`) so that other load on a shared machine weighs on both alike;
+2. p99 request latency at half the measured gateway load (open loop, fixed request rate);
+3. single-event requests/s.
 Gateway RSS is the peak over the run of the gateway's whole process tree (supervisor + workers).
 Every phase is bounded by `--seconds`; the broker is the one of AGENTTRACE_KAFKA_BOOTSTRAP.
 """
@@ -229,12 +230,13 @@ def _split(url: str) -> tuple[str, int, str]:
     return host, int(port or 80), "/" + path
 
 
-async def bare_producer(settings: Settings, topic: str, docs: list[list[dict]], seconds: float) -> dict[str, Any]:
+def normalized_records(docs: list[list[dict]]) -> list[tuple]:
+    """The records the gateway publishes for these events (same normalization and encoding)."""
+    return [event_record(normalize_event(parse_event(dict(raw)), "bench")) for batch in docs for raw in batch]
+
+
+async def bare_producer(settings: Settings, topic: str, records: list[tuple], seconds: float) -> dict[str, Any]:
     """aiokafka with the pipeline's producer settings sending the gateway's normalized records."""
-    records = []
-    for batch in docs:
-        for raw in batch:
-            records.append(event_record(normalize_event(parse_event(raw), "bench")))
     producer = make_producer(settings)
     await producer.start()
     sent = 0
@@ -263,9 +265,14 @@ async def bare_producer(settings: Settings, topic: str, docs: list[list[dict]], 
     return {"events_per_s": round(sent / elapsed), "events": sent, "seconds": round(elapsed, 1)}
 
 
-def measure_gateway(url: str, gw: subprocess.Popen, token: str, batch_bodies: list[bytes],
-                    args: argparse.Namespace) -> dict[str, Any]:
+def measure(url: str, gw: subprocess.Popen, token: str, settings: Settings, docs: list[list[dict]],
+            args: argparse.Namespace) -> dict[str, Any]:
+    """Gateway and bare producer measured in alternating slices, so that the load other users put on
+    the shared machine weighs on both figures alike; then half-load latency and single events."""
     out: dict[str, Any] = {}
+    batch_bodies = [orjson.dumps({"events": d}) for d in docs]
+    records = normalized_records(docs)
+    topic = settings.topic(EVENTS)
     rss = RssSampler(gw.pid)
     _wait_up(url, gw)
     rss.start()
@@ -273,7 +280,22 @@ def measure_gateway(url: str, gw: subprocess.Popen, token: str, batch_bodies: li
         single_bodies, _ = bodies(200, 1, seed=11)
         events = f"{url}/api/events"
         asyncio.run(closed_loop(events, token, batch_bodies, 500, min(5.0, args.seconds), 4))  # warm-up
-        out["gateway"] = asyncio.run(closed_loop(events, token, batch_bodies, 500, args.seconds, args.concurrency))
+        slice_s = args.seconds / args.slices
+        gw_runs, bare_runs = [], []
+        for _ in range(args.slices):
+            gw_runs.append(asyncio.run(closed_loop(events, token, batch_bodies, 500, slice_s, args.concurrency)))
+            bare_runs.append(asyncio.run(bare_producer(settings, topic, records, slice_s)))
+        gw_seconds = sum(r["seconds"] for r in gw_runs)
+        lat_p99 = max(r["p99_ms"] for r in gw_runs)
+        out["gateway"] = {"events_per_s": round(sum(r["events_per_s"] * r["seconds"] for r in gw_runs) / gw_seconds),
+                          "requests": sum(r["requests"] for r in gw_runs), "errors": sum(r["errors"] for r in gw_runs),
+                          "seconds": round(gw_seconds, 1), "slices_events_per_s": [r["events_per_s"] for r in gw_runs],
+                          "p50_ms_median_slice": sorted(r["p50_ms"] for r in gw_runs)[len(gw_runs) // 2],
+                          "p99_ms_worst_slice": lat_p99}
+        bare_seconds = sum(r["seconds"] for r in bare_runs)
+        out["aiokafka"] = {"events_per_s": round(sum(r["events"] for r in bare_runs) / bare_seconds),
+                           "events": sum(r["events"] for r in bare_runs), "seconds": round(bare_seconds, 1),
+                           "slices_events_per_s": [r["events_per_s"] for r in bare_runs]}
         half_rps = max(1.0, out["gateway"]["events_per_s"] / 2 / 500)
         out["half_load"] = asyncio.run(open_loop(events, token, batch_bodies, 500, half_rps, max(5.0, args.seconds / 3)))
         single = asyncio.run(closed_loop(events, token, single_bodies, 1, max(5.0, args.seconds / 3), 64))
@@ -290,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="duration of the sustained phases")
     ap.add_argument("--workers", type=int, default=2, help="gateway worker processes")
     ap.add_argument("--concurrency", type=int, default=8, help="batch requests in flight")
+    ap.add_argument("--slices", type=int, default=6, help="alternations of gateway and bare-producer runs")
     args = ap.parse_args(argv)
 
     base = Settings()
@@ -309,18 +332,15 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"bench": "ingest", "workers": args.workers, "batch": 500, "cores": os.cpu_count(),
                               "note": "shared 2-core machine; broker, gateway and load generator on the same cores",
                               "loadavg_1m_at_start": os.getloadavg()[0]}
-    batch_bodies, docs = bodies(40, 500)
+    _, docs = bodies(40, 500)
     try:
-        try:
-            result.update(measure_gateway(url, gw, token, batch_bodies, args))
-        finally:
-            gw.terminate()
-            try:
-                gw.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                gw.kill()
-        result["aiokafka"] = asyncio.run(bare_producer(settings, settings.topic(EVENTS), docs, args.seconds))
+        result.update(measure(url, gw, token, settings, docs, args))
     finally:
+        gw.terminate()
+        try:
+            gw.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            gw.kill()
         _drop_topics(settings)
         shutil.rmtree(home, ignore_errors=True)
     result["loadavg_1m_at_end"] = os.getloadavg()[0]
