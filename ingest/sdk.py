@@ -216,7 +216,11 @@ class AgentTrace:
         while True:
             batch = self._collect()
             if batch:
-                self._deliver(batch)
+                try:
+                    self._deliver(batch)
+                except Exception:  # noqa: BLE001 - the sender thread must survive anything
+                    self.dropped += len(batch)
+                    log.warning("agenttrace: could not send %d events", len(batch), exc_info=True)
                 with self._cond:
                     self._pending -= len(batch)
                     self._cond.notify_all()
@@ -244,7 +248,8 @@ class AgentTrace:
         return self._deadline is not None and time.monotonic() >= self._deadline
 
     def _deliver(self, batch: list[dict[str, Any]]) -> None:
-        body = orjson.dumps({"events": batch})
+        # default=str: a value the host put in metadata that JSON cannot carry is sent as its text.
+        body = orjson.dumps({"events": batch}, default=str)
         headers = {}
         if len(body) > 8192:
             body, headers = gzip.compress(body, compresslevel=5), {"content-encoding": "gzip"}

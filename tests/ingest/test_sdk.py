@@ -35,13 +35,15 @@ def test_sdk_records_calls_errors_heartbeats_and_traces(gateway: GatewayProc, ka
     child.end()
     span.end()
     at.track({"type": "llm_call", "tokens_in": -1})  # invalid: refused by the gateway, never raised
+    at.heartbeat(metadata={"odd": object()})  # not JSON: sent as text, not a dead sender thread
     assert at.flush(timeout=20)
     assert at.shutdown(timeout=5)
-    assert at.sent == 6 and at.dropped == 1
+    assert at.sent == 7 and at.dropped == 1
 
-    docs = topic_docs(kafka_settings, expect=6)
+    docs = topic_docs(kafka_settings, expect=7)
     by_type = Counter(d["type"] for d in docs)
-    assert by_type == {"llm_call": 2, "error": 1, "heartbeat": 1, "span": 2}
+    assert by_type == {"llm_call": 2, "error": 1, "heartbeat": 2, "span": 2}
+    assert any("object" in str(d.get("metadata", {}).get("odd")) for d in docs)
     assert all(d["agent_id"] == "sdk-agent" and d["project_id"] == "p1" for d in docs)
     first = next(d for d in docs if d["event_id"] == call_id)
     assert first["tokens_in"] == 150 and first["status_code"] == 200 and first["cost_usd"] > 0
