@@ -13,7 +13,7 @@ import uvicorn
 from anyio import to_thread
 from fastapi import FastAPI
 
-from agenttrace.clickhouse import ClickHouse, connect
+from agenttrace.clickhouse import ClickHouse, connect, migrate
 from agenttrace.service import VERSION, health_router, setup_logging
 from api import errors, grafana, overview, rest
 from api.auth import Auth
@@ -49,7 +49,14 @@ def create_app(settings: Settings, client: ClickHouse | None = None, limits: Lim
 
 def run(settings: Settings, args: argparse.Namespace | None = None) -> int:
     setup_logging(settings.log_level)
-    app = create_app(settings)
+    client = connect(settings)
+    try:
+        # Schema only (CREATE … IF NOT EXISTS, idempotent): on a fresh store the API answers with empty
+        # results instead of errors. The API writes no data; a read-only user just skips this.
+        migrate(client, settings.retention_days)
+    except Exception as exc:
+        log.warning("schema migrations not applied", extra={"fields": {"error": str(exc)[:500]}})
+    app = create_app(settings, client)
     log.info("api listening", extra={"fields": {"host": settings.host, "port": settings.api_port}})
     uvicorn.run(app, host=settings.host, port=settings.api_port, log_config=None, access_log=False)
     return 0
