@@ -167,8 +167,8 @@ async def test_publisher_full_spool_drops_oldest_and_counts(tmp_path: Path) -> N
     try:
         for i in range(10):
             pub.submit(LlmCall(agent_id="a", trace_id=f"t{i}"))
-        for _ in range(100):
-            if pub.spool.depth == 4 and pub.queue.empty():
+        for _ in range(400):
+            if pub.spool.depth == 4 and pub.queue.empty() and metrics.DROPPED._value.get() - before == 6:
                 break
             await asyncio.sleep(0.05)
         assert pub.spool.depth == 4
