@@ -28,7 +28,9 @@ class ProxySettings(BaseSettings):
 
     spool_max_events: int = 100_000
     spool_segment_events: int = 1000
-    publish_batch: int = 500
+    publish_batch: int = 2000
+    # Events are for dashboards, not the agent: a longer linger makes fewer, larger produce requests.
+    kafka_linger_ms: int = 20
     queue_max: int = 50_000
     kafka_timeout_ms: int = 5000
     retry_max_seconds: float = 5.0

@@ -33,7 +33,8 @@ class Publisher:
         self.topic = settings.topic(EVENTS)
         self.ps = psettings
         self._factory = producer_factory or (
-            lambda: make_producer(settings, request_timeout_ms=psettings.kafka_timeout_ms))
+            lambda: make_producer(settings, request_timeout_ms=psettings.kafka_timeout_ms,
+                                  linger_ms=psettings.kafka_linger_ms))
         self.queue: asyncio.Queue[Record] = asyncio.Queue(maxsize=psettings.queue_max)
         self.spool = Spool(settings.home_dir / "spool", psettings.spool_max_events, psettings.spool_segment_events)
         metrics.SPOOL_DEPTH.set(self.spool.depth)
