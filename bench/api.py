@@ -282,13 +282,15 @@ def main() -> int:
     doc["data"] = generate("bench", client, args.events, args.days)
     close_embedded()  # the API child process opens the directory next
     try:
-        # "shared": the API as configured by default (equal queries in flight run once, answers reused
-        # for 2 s); "unshared": every request runs its own ClickHouse query.
-        for mode, extra in (("shared", {}), ("unshared", {"AGENTTRACE_API_SHARE_QUERIES": "false"})):
-            if time.monotonic() - began > args.budget:
-                doc[mode] = {"skipped": "over budget"}
-                continue
-            doc[mode] = measure({**env, **extra}, port, token, args, began, export=mode == "shared")
+        # As shipped, equal Grafana queries in flight run once and answers are reused for 2 s; in the
+        # "unshared" run every request runs its own ClickHouse query.
+        # Top-level `queries` and `export`: the API as shipped; `unshared`: the same without sharing.
+        doc.update(measure(env, port, token, args, began, export=True))
+        if time.monotonic() - began > args.budget:
+            doc["unshared"] = {"skipped": "over budget"}
+        else:
+            doc["unshared"] = measure({**env, "AGENTTRACE_API_SHARE_QUERIES": "false"}, port, token, args, began,
+                                      export=False)
     finally:
         subprocess.run(["rm", "-rf", str(home)], check=False)
     doc["elapsed_s"] = round(time.monotonic() - began, 1)
