@@ -191,18 +191,25 @@ async def open_loop(url: str, token: str, payloads: list[bytes], per_body: int, 
     lat: list[float] = []
     errors = 0
     statuses: dict[int, int] = {}
-    idle: list[Conn] = []
+    idle: list[tuple[Conn, float]] = []
 
     async def one(body: bytes) -> None:
         nonlocal errors
-        conn = idle.pop() if idle else Conn(host, port, path, token)
+        conn = None
+        while idle:
+            conn, used = idle.pop()
+            if time.monotonic() - used < 3.0:
+                break
+            conn.close()  # uvicorn drops keep-alive connections idle for 5 s; do not send on a stale one
+            conn = None
+        conn = conn or Conn(host, port, path, token)
         t = time.perf_counter()
         status = await _post(conn, body)
         if status != 200:
             errors += 1
             statuses[status] = statuses.get(status, 0) + 1
         lat.append(time.perf_counter() - t)
-        idle.append(conn)
+        idle.append((conn, time.monotonic()))
 
     tasks = []
     t0 = time.perf_counter()
@@ -215,7 +222,7 @@ async def open_loop(url: str, token: str, payloads: list[bytes], per_body: int, 
         n += 1
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - t0
-    for c in idle:
+    for c, _ in idle:
         c.close()
     lat.sort()
     return {"target_events_per_s": round(rate_rps * per_body), "achieved_events_per_s": round(len(lat) * per_body / elapsed),
