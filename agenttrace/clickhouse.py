@@ -54,14 +54,16 @@ def _escaped(params: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 class ChdbClient:
-    """chDB keeps one embedded server per process, so every client of a process shares one session."""
+    """chDB keeps one embedded server per process, opened once; every thread talks to it through a
+    connection of its own, and each export stream through a fresh one. On one connection chDB refuses
+    a query while a streaming insert is active and ends a streaming query when another query runs;
+    separate connections run side by side, so the API never waits for a sink insert."""
 
     _session = None
     _path: Path | None = None
+    _generation = 0  # bumped by close_embedded so threads drop connections to a closed server
     _lock = threading.Lock()
-    # chDB refuses any query while a streaming insert is active on the session ("Cannot run a query
-    # while a streaming insert is active"), so inserts and queries of the process take turns.
-    _io = threading.RLock()
+    _local = threading.local()
 
     def __init__(self, path: Path, database: str):
         self.database = database
@@ -72,25 +74,35 @@ class ChdbClient:
                 path.mkdir(parents=True, exist_ok=True)
                 ChdbClient._session = session.Session(str(path))
                 ChdbClient._path = path
-                for k, v in OUTPUT_SETTINGS.items():
-                    ChdbClient._session.query(f"SET {k}={v}")
+                ChdbClient._generation += 1
             elif ChdbClient._path != path:
                 raise RuntimeError(
                     f"chDB is already open at {ChdbClient._path} in this process; one process can open one "
                     f"data directory (asked for {path}). Use a ClickHouse server (AGENTTRACE_CLICKHOUSE_URL) "
                     "to run readers and writers as separate processes."
                 )
-        self._s = ChdbClient._session
+
+    @staticmethod
+    def _open():
+        import chdb
+
+        conn = chdb.connect(str(ChdbClient._path))
+        for k, v in OUTPUT_SETTINGS.items():
+            conn.query(f"SET {k}={v}")
+        return conn
+
+    def _conn(self):
+        local = ChdbClient._local
+        if getattr(local, "generation", None) != ChdbClient._generation:
+            local.conn = self._open()
+            local.generation = ChdbClient._generation
+        return local.conn
 
     def _run(self, sql: str, params: dict[str, Any] | None, fmt: str = "JSONEachRow"):
-        with ChdbClient._io:
-            res = self._s.query(sql, fmt, params=_escaped(params))
-        err = getattr(res, "error_message", None)
-        if callable(err):
-            err = err()
-        if err:
-            raise RuntimeError(err)
-        return res
+        try:
+            return self._conn().query(sql, fmt, params=_escaped(params))
+        except Exception as exc:
+            raise RuntimeError(str(exc)) from None
 
     def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
         self._run(sql, params, "CSV")
@@ -100,15 +112,20 @@ class ChdbClient:
         return [orjson.loads(line) for line in data.splitlines() if line]
 
     def query_stream(self, sql: str, params: dict[str, Any] | None = None, fmt: str = "JSONEachRow") -> Iterator[bytes]:
-        # send_query streams blocks, so an export never holds the whole result.
-        with self._s.send_query(sql, fmt, params=_escaped(params)) as stream:
-            for chunk in stream:
-                yield chunk.bytes()
+        # send_query streams blocks, so an export never holds the whole result; its own connection keeps
+        # it alive while other threads query and insert.
+        conn = self._open()
+        try:
+            with conn.send_query(sql, fmt, params=_escaped(params)) as stream:
+                for chunk in stream:
+                    yield chunk.bytes()
+        finally:
+            conn.close()
 
     def insert(self, table: str, rows: bytes, settings: dict[str, Any] | None = None, fmt: str = "JSONEachRow") -> None:
         if not rows:
             return
-        with ChdbClient._io, self._s.send_insert(f"INSERT INTO {table}{_settings_clause(settings)}", fmt) as ins:
+        with self._conn().send_insert(f"INSERT INTO {table}{_settings_clause(settings)}", fmt) as ins:
             ins.append(rows)
             ins.finish()
 
@@ -119,15 +136,20 @@ class ChdbClient:
             return False
 
     def close(self) -> None:
-        """The shared session stays open for the process; see `close_embedded`."""
+        """The shared server stays open for the process; see `close_embedded`."""
 
 
 def close_embedded() -> None:
     with ChdbClient._lock:
         if ChdbClient._session is not None:
+            conn = getattr(ChdbClient._local, "conn", None)
+            if conn is not None:
+                conn.close()
+                ChdbClient._local.conn = None
             ChdbClient._session.close()
             ChdbClient._session = None
             ChdbClient._path = None
+            ChdbClient._generation += 1
 
 
 class ServerClient:
