@@ -47,3 +47,30 @@ def test_two_clients_of_one_process_share_the_embedded_engine(settings, clickhou
     db = settings.clickhouse_database
     clickhouse.insert(f"{db}.agents", orjson.dumps({"project_id": "p", "agent_id": "x", "last_seen": "2026-01-01 00:00:00"}))
     assert other.query(f"SELECT agent_id FROM {db}.agents") == [{"agent_id": "x"}]
+
+
+def test_a_stream_survives_inserts_and_queries_of_other_threads_and_its_own(settings, clickhouse):
+    """The embedded default runs sinks (inserts) and the API (queries, exports) in one process."""
+    import threading
+
+    db = settings.clickhouse_database
+    stream = clickhouse.query_stream("SELECT number FROM numbers(500000)", fmt="JSONEachRow")
+    first = next(stream)
+    row = orjson.dumps({"project_id": "p", "agent_id": "y", "last_seen": "2026-01-01 00:00:00"})
+    clickhouse.insert(f"{db}.agents", row)  # same thread, stream still open
+    errors = []
+
+    def other():
+        try:
+            clickhouse.insert(f"{db}.agents", row)
+            assert clickhouse.query(f"SELECT count() AS n FROM {db}.agents")[0]["n"] >= 1
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert not errors
+    lines = b"".join([first, *stream]).splitlines()
+    assert len(lines) == 500000
+    assert clickhouse.query(f"SELECT count() AS n FROM {db}.agents")[0]["n"] == 2
