@@ -64,6 +64,7 @@ class ChdbClient:
     _generation = 0  # bumped by close_embedded so threads drop connections to a closed server
     _lock = threading.Lock()
     _local = threading.local()
+    _conns: list = []  # every open connection, closed by close_embedded before the server
 
     def __init__(self, path: Path, database: str):
         self.database = database
@@ -89,7 +90,15 @@ class ChdbClient:
         conn = chdb.connect(str(ChdbClient._path))
         for k, v in OUTPUT_SETTINGS.items():
             conn.query(f"SET {k}={v}")
+        with ChdbClient._lock:
+            ChdbClient._conns.append(conn)
         return conn
+
+    @staticmethod
+    def _forget(conn) -> None:
+        with ChdbClient._lock:
+            ChdbClient._conns = [c for c in ChdbClient._conns if c is not conn]
+        conn.close()
 
     def _conn(self):
         local = ChdbClient._local
@@ -120,7 +129,7 @@ class ChdbClient:
                 for chunk in stream:
                     yield chunk.bytes()
         finally:
-            conn.close()
+            self._forget(conn)
 
     def insert(self, table: str, rows: bytes, settings: dict[str, Any] | None = None, fmt: str = "JSONEachRow") -> None:
         if not rows:
@@ -142,10 +151,13 @@ class ChdbClient:
 def close_embedded() -> None:
     with ChdbClient._lock:
         if ChdbClient._session is not None:
-            conn = getattr(ChdbClient._local, "conn", None)
-            if conn is not None:
-                conn.close()
-                ChdbClient._local.conn = None
+            # Connections of every thread first: chDB crashes at exit when any outlives the server.
+            for conn in ChdbClient._conns:
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001 - closing what is already broken
+                    pass
+            ChdbClient._conns.clear()
             ChdbClient._session.close()
             ChdbClient._session = None
             ChdbClient._path = None

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agenttrace import stack
-from agenttrace.clickhouse import connect, migrate
+from agenttrace.clickhouse import close_embedded, connect, migrate
 from schemas.settings import Settings
 from tests.support import free_port
 
@@ -38,7 +38,9 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # chDB opens one data directory per process, shared by every test of this run.
-    return tmp_path_factory.mktemp("chdb")
+    yield tmp_path_factory.mktemp("chdb")
+    # Closed explicitly: left to interpreter teardown, chDB crashes the process (SIGSEGV) at exit.
+    close_embedded()
 
 
 @pytest.fixture
