@@ -76,12 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         api = httpx.Client(base_url=p.url("store"), headers=p.auth, timeout=30)
         window = {"from": (datetime.now(UTC) - timedelta(hours=2)).isoformat(),
                   "to": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
+        # Done when the rollups count calls and that count has not moved for 20 s (windows close
+        # once the partitions go idle, a few seconds after the load stops).
         last, stable_since = -1, time.time()
         while time.time() - sent_end < args.drain_timeout:
             calls = api.get("/api/stats/summary", params=window).json().get("calls") or 0
             if calls != last:
                 last, stable_since = calls, time.time()
-            elif time.time() - stable_since > 10:
+            elif calls > 0 and time.time() - stable_since > 20:
                 break
             time.sleep(0.5)
         landed_at = stable_since
