@@ -14,11 +14,11 @@ from anyio import to_thread
 from fastapi import FastAPI
 
 from agenttrace.clickhouse import ClickHouse, connect, migrate
+from agenttrace.metrics import HttpMetrics
 from agenttrace.service import VERSION, health_router, setup_logging
 from api import errors, grafana, overview, rest
 from api.auth import Auth
 from api.db import Db, Limits
-from api.http_metrics import HttpMetrics
 from schemas.keys import KeyStore
 from schemas.settings import Settings
 

@@ -12,25 +12,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from anyio import to_thread
-from prometheus_client import REGISTRY, Histogram
+from prometheus_client import Histogram
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agenttrace.clickhouse import ClickHouse
+from agenttrace.metrics import metric
 from api.errors import ApiError
 
 log = logging.getLogger("agenttrace.api")
 
 
-def _histogram(name: str, doc: str, labels: list[str], buckets: tuple[float, ...]) -> Histogram:
-    # Another component may have registered it in this process already (combined runs, tests).
-    try:
-        return Histogram(name, doc, labels, buckets=buckets)
-    except ValueError:
-        return REGISTRY._names_to_collectors[name]  # type: ignore[return-value]
-
-
-QUERY_SECONDS = _histogram("db_query_duration_seconds", "ClickHouse query duration by query", ["query"],
-                           (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+QUERY_SECONDS = metric(Histogram, "db_query_duration_seconds", "ClickHouse query duration by query", ["query"],
+                       buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 
 
 class Limits(BaseSettings):

@@ -27,12 +27,12 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from prometheus_client import Counter
 
 from agenttrace.kafka import event_record
+from agenttrace.metrics import HttpMetrics
 from agenttrace.service import VERSION, health_router, setup_logging
 from ingest import agents, otlp, rules
 from ingest.auth import Authenticator
 from ingest.batch import BatchTooLarge, build_batch, events_of
 from ingest.body import collect, decode, read_body
-from ingest.http_metrics import HttpMetrics
 from ingest.publisher import Publisher, PublishError, Record
 from ingest.ratelimit import RateLimiter
 from schemas.events import EventBase, EventValidationError

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
+
+from agenttrace.metrics import metric
 
 INSERT_ROWS = Counter("clickhouse_insert_rows_total", "rows inserted into ClickHouse", ["table"])
 INSERT_DURATION = Histogram("clickhouse_insert_duration_seconds", "ClickHouse insert latency", ["table"],
@@ -19,9 +21,5 @@ DLQ_MESSAGES = Counter("dlq_messages_total", "messages sent to the dead-letter t
 
 
 def consumer_lag() -> Gauge:
-    """`kafka_consumer_lag` is shared with the streams workers: created on first use, or reused when a
-    module of the same process registered it already (e.g. the whole test suite in one process)."""
-    existing = REGISTRY._names_to_collectors.get("kafka_consumer_lag")  # noqa: SLF001 - no public lookup
-    if existing is not None:
-        return existing  # type: ignore[return-value]
-    return Gauge("kafka_consumer_lag", "records behind the partition end", ["topic", "partition"])
+    """`kafka_consumer_lag` is shared with the streams workers (one collector per process)."""
+    return metric(Gauge, "kafka_consumer_lag", "records behind the partition end", ["topic", "partition"])
