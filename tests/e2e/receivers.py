@@ -45,6 +45,7 @@ class WebhookReceiver:
     def __init__(self) -> None:
         self.received: list[dict] = []
         self.headers: list[dict] = []
+        self.refused = 0  # attempts answered 503 while down
         self.up = True
         receiver = self
 
@@ -52,6 +53,7 @@ class WebhookReceiver:
             def do_POST(self):  # noqa: N802
                 data = self.rfile.read(int(self.headers.get("content-length", 0)))
                 if not receiver.up:
+                    receiver.refused += 1
                     self._json(503, {"error": "down"})
                     return
                 receiver.received.append(json.loads(data))
