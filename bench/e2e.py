@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,22 +32,14 @@ STREAM_ENV = {"AGENTTRACE_STREAM_WINDOW_SECONDS": "10", "AGENTTRACE_STREAM_WAIT_
 
 
 def clickhouse_figures(p: Pipeline) -> dict:
-    db = p.settings.clickhouse_database
-    script = (
-        "import json\nfrom pathlib import Path\nfrom agenttrace.clickhouse import ChdbClient\n"
-        f"c = ChdbClient(Path({str(p.settings.clickhouse_path)!r}), {db!r})\n"
-        f"r = c.query('SELECT count() AS rows, countIf(type = \\'llm_call\\') AS calls, "
-        f"quantile(0.5)(dateDiff(\\'millisecond\\', received_at, inserted_at)) AS p50_ms, "
-        f"quantile(0.99)(dateDiff(\\'millisecond\\', received_at, inserted_at)) AS p99_ms, "
-        f"toUnixTimestamp64Milli(min(received_at)) AS first_ms, toUnixTimestamp64Milli(max(inserted_at)) AS last_ms "
-        f"FROM {db}.events')[0]\n"
-        f"r['rollup_calls'] = c.query('SELECT sum(calls) AS n FROM {db}.rollups_1m FINAL')[0]['n']\n"
-        "print(json.dumps(r))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-2000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    rows, rollups = p.query_store(
+        "SELECT count() AS rows, countIf(type = 'llm_call') AS calls, "
+        "quantile(0.5)(dateDiff('millisecond', received_at, inserted_at)) AS p50_ms, "
+        "quantile(0.99)(dateDiff('millisecond', received_at, inserted_at)) AS p99_ms, "
+        "toUnixTimestamp64Milli(min(received_at)) AS first_ms, toUnixTimestamp64Milli(max(inserted_at)) AS last_ms "
+        "FROM {db}.events",
+        "SELECT sum(calls) AS n FROM {db}.rollups_1m FINAL")
+    return {**rows[0], "rollup_calls": rollups[0]["n"]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,18 +25,10 @@ from tests.support import free_port
 
 
 def freshness_series(p: Pipeline) -> list[dict]:
-    db = p.settings.clickhouse_database
-    script = (
-        "import json\nfrom pathlib import Path\nfrom agenttrace.clickhouse import ChdbClient\n"
-        f"c = ChdbClient(Path({str(p.settings.clickhouse_path)!r}), {db!r})\n"
-        f"print(json.dumps(c.query('SELECT toUnixTimestamp(toStartOfInterval(received_at, INTERVAL 30 SECOND)) AS t, "
-        f"count() AS rows, quantile(0.99)(dateDiff(\\'millisecond\\', received_at, inserted_at)) AS p99_ms "
-        f"FROM {db}.events GROUP BY t ORDER BY t')))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-2000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return p.query_store(
+        "SELECT toUnixTimestamp(toStartOfInterval(received_at, INTERVAL 30 SECOND)) AS t, count() AS rows, "
+        "quantile(0.99)(dateDiff('millisecond', received_at, inserted_at)) AS p99_ms "
+        "FROM {db}.events GROUP BY t ORDER BY t")[0]
 
 
 def main(argv: list[str] | None = None) -> int:

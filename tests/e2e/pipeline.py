@@ -6,6 +6,7 @@ database and chDB directory, and free ports. Each one can be killed and restarte
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -108,6 +109,22 @@ class Pipeline:
 
     def restart(self, name: str) -> None:
         self.start(name)
+
+    def query_store(self, *queries: str) -> list[list[dict]]:
+        """Run queries (`{db}` = this pipeline's database) on the store's ClickHouse from a process of
+        its own: chDB admits one process per data directory, so stop the store process first."""
+        script = ("import json, sys\nfrom pathlib import Path\n"
+                  "from agenttrace.clickhouse import ChdbClient, close_embedded\n"
+                  "path, db, *queries = json.loads(sys.stdin.read())\n"
+                  "c = ChdbClient(Path(path), db)\n"
+                  "print(json.dumps([c.query(q.replace('{db}', db)) for q in queries]))\n"
+                  "close_embedded()\n")
+        doc = [str(self.settings.clickhouse_path), self.settings.clickhouse_database, *queries]
+        out = subprocess.run([sys.executable, "-c", script], input=json.dumps(doc), capture_output=True, text=True,
+                             timeout=300)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr[-2000:])
+        return json.loads(out.stdout.strip().splitlines()[-1])
 
     def stop_all(self) -> None:
         for name in list(self.procs):

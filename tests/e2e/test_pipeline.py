@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -45,20 +44,13 @@ def pipeline(tmp_path, kafka_bootstrap):
 
 
 def chdb_totals(p: Pipeline, with_ids: bool = False) -> dict:
-    """Read ClickHouse directly, from a process of its own (chDB: one process per data directory)."""
-    script = (
-        "import json,sys\nfrom agenttrace.clickhouse import ChdbClient\n"
-        f"c = ChdbClient(__import__('pathlib').Path({str(p.settings.clickhouse_path)!r}), {p.settings.clickhouse_database!r})\n"
-        f"db = {p.settings.clickhouse_database!r}\n"
-        "ev = c.query(f\"SELECT count() AS calls, uniqExact(event_id) AS uniq_ids, sum(cost_usd) AS cost "
-        "FROM {db}.events FINAL WHERE type = 'llm_call'\")[0]\n"
-        "ro = c.query(f\"SELECT sum(calls) AS calls, sum(cost_usd) AS cost FROM {db}.rollups_1m FINAL\")[0]\n"
-        f"ids = [r['event_id'] for r in c.query(f\"SELECT event_id FROM {{db}}.events FINAL\")] if {with_ids!r} else []\n"
-        "print(json.dumps({'events': ev, 'rollups': ro, 'ids': ids}))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """Totals read from ClickHouse itself, after the store process stopped."""
+    ev, ro, ids = p.query_store(
+        "SELECT count() AS calls, uniqExact(event_id) AS uniq_ids, sum(cost_usd) AS cost "
+        "FROM {db}.events FINAL WHERE type = 'llm_call'",
+        "SELECT sum(calls) AS calls, sum(cost_usd) AS cost FROM {db}.rollups_1m FINAL",
+        "SELECT event_id FROM {db}.events FINAL" if with_ids else "SELECT 1 WHERE 0")
+    return {"events": ev[0], "rollups": ro[0], "ids": [r["event_id"] for r in ids]}
 
 
 def overview_numbers(p: Pipeline) -> dict[str, str]:
