@@ -20,6 +20,17 @@ class ProxySettings(BaseSettings):
     capture_bodies: bool = False
     capture_max_bytes: int = 4096
 
+    # HTTP/2 to https upstreams that offer it in ALPN; 0 forces HTTP/1.1 for all, or per provider with
+    # AGENTTRACE_PROXY_<PROVIDER>_HTTP2 (unset: follow the global switch).
+    http2: bool = True
+    openai_http2: bool | None = None
+    anthropic_http2: bool | None = None
+    google_http2: bool | None = None
+    mistral_http2: bool | None = None
+    cohere_http2: bool | None = None
+    # PEM file of the CAs to trust for https upstreams instead of the system store.
+    ca_bundle: str | None = None
+
     max_connections: int = 1000
     connect_timeout: float = 10.0
     # Long by default so the agent's own timeout fires first, exactly as with a direct call.
@@ -37,3 +48,7 @@ class ProxySettings(BaseSettings):
 
     def base_url(self, provider: str) -> str:
         return getattr(self, f"{provider}_base_url")
+
+    def http2_for(self, provider: str) -> bool:
+        own = getattr(self, f"{provider}_http2", None)
+        return self.http2 if own is None else own

@@ -7,9 +7,7 @@ import logging
 import time
 from typing import Any
 
-import aiohttp
 import orjson
-from yarl import URL
 
 from proxy import metrics
 from proxy.config import ProxySettings
@@ -19,27 +17,13 @@ from proxy.providers import Usage
 from proxy.publisher import Publisher
 from proxy.record import Call, build_event
 from proxy.routing import route
+from proxy.upstream import BROKEN, TIMEOUTS, UNREACHABLE, Answer, Upstreams
 from schemas.keys import KeyStore
 
 log = logging.getLogger("proxy.forward")
 _BUFFER_LIMIT = 1 << 20  # non-streamed answers up to this size are relayed in one write
 _TIMEOUT_BODY = b'{"error":{"type":"upstream_timeout","message":"the upstream provider did not answer in time"}}'
 _CONNECT_BODY = b'{"error":{"type":"upstream_connection_error","message":"the upstream provider is unreachable"}}'
-
-
-# aiohttp rather than httpx: at 200 concurrent calls httpx's pool cost ~3 ms of CPU per request
-# against ~0.1 ms here (measured with bench/proxy.py's fake upstream).
-_NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
-
-
-def make_client(ps: ProxySettings) -> aiohttp.ClientSession:
-    """One pooled keep-alive session for every upstream (create it inside the running loop)."""
-    connector = aiohttp.TCPConnector(limit=ps.max_connections, limit_per_host=0, keepalive_timeout=60,
-                                     ttl_dns_cache=300)
-    timeout = aiohttp.ClientTimeout(total=None, connect=ps.connect_timeout, sock_read=ps.read_timeout)
-    # auto_decompress off: bytes are relayed exactly as the provider sent them.
-    return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False, trust_env=False,
-                                 skip_auto_headers=_NO_AUTO_HEADERS, cookie_jar=aiohttp.DummyCookieJar())
 
 
 def _maybe_include_usage(doc: dict, body: bytes) -> bytes:
@@ -51,7 +35,7 @@ def _maybe_include_usage(doc: dict, body: bytes) -> bytes:
 
 
 class Forwarder:
-    def __init__(self, ps: ProxySettings, client: aiohttp.ClientSession | None, publisher: Publisher, keys: KeyStore):
+    def __init__(self, ps: ProxySettings, client: Upstreams | None, publisher: Publisher, keys: KeyStore):
         self.ps = ps
         self.client = client
         self.publisher = publisher
@@ -96,14 +80,12 @@ class Forwarder:
         extractor: Extractor | None = None
         overhead = 0.0
         t_up = time.perf_counter()
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in fwd]
         try:
-            resp = await self.client.request(scope["method"], URL(r.url, encoded=True), headers=headers,
-                                             data=body or None, allow_redirects=False)
-        except TimeoutError:
+            resp = await self.client.request(r.provider, scope["method"], r.url, fwd, body)
+        except TIMEOUTS:
             call.error_type, status = "upstream_timeout", 504
             await self._respond(send, 504, _TIMEOUT_BODY)
-        except aiohttp.ClientError as exc:
+        except UNREACHABLE as exc:
             call.error_type = "upstream_connection_error"
             log.warning("upstream unreachable", extra={"fields": {"provider": r.provider, "error": type(exc).__name__}})
             # Reset the agent's connection, as a refused direct connection would; 502 when not on uvicorn.
@@ -116,16 +98,18 @@ class Forwarder:
             t_hdr = time.perf_counter()
             overhead = t_up - t0
             status = resp.status
+            metrics.child(metrics.PROTOCOL, r.provider, resp.protocol).inc()
             if cycle is not None and getattr(cycle, "disconnected", False):
-                resp.close()
+                await resp.close(abort=True)
                 call.error_type, status = "client_disconnected", 499
             else:
-                ct = resp.headers.get("content-type", "")
+                ct = resp.header(b"content-type")
                 if recorded:
-                    extractor = Extractor(r.provider, ct, resp.headers.get("content-encoding", ""),
-                                          self.ps.max_parse_bytes)
-                out_headers = [(k, v) for k, v in resp.raw_headers if k.lower() not in HOP_BY_HOP]
-                length = resp.headers.get("content-length", "")
+                    extractor = Extractor(r.provider, ct, resp.header(b"content-encoding"), self.ps.max_parse_bytes)
+                # HTTP/2 answers carry no connection-specific headers; HTTP/1.1 ones lose the hop-by-hop ones.
+                out_headers = [(k, v) for k, v in resp.headers if k.lower() not in HOP_BY_HOP]
+                length = resp.header(b"content-length")
+                aborted = False
                 try:
                     if "event-stream" not in ct and length.isdigit() and int(length) <= _BUFFER_LIMIT:
                         data = await resp.read()
@@ -143,15 +127,17 @@ class Forwarder:
                         overhead += time.perf_counter() - t_hdr
                         status, gone = await self._relay(resp, send, extractor, call, cycle, t0)
                         if gone:
+                            aborted = True
                             call.error_type, status = "client_disconnected", 499
-                except (aiohttp.ClientError, TimeoutError):
+                except BROKEN:
                     # The upstream broke before the whole answer arrived: break the agent's side the same way.
                     call.error_type = "upstream_stream_error"
                     if cycle is not None and hasattr(cycle, "transport"):
                         cycle.transport.abort()
                     status = status if status >= 400 else 502
+                    aborted = True
                 finally:
-                    resp.release()
+                    await resp.close(abort=aborted)
             metrics.child(metrics.UPSTREAM, r.provider).observe(time.perf_counter() - t_up)
             metrics.OVERHEAD.observe(overhead)
         call.latency_s = time.perf_counter() - t0
@@ -169,12 +155,12 @@ class Forwarder:
         if recorded:
             self._record(call, usage, seen, status)
 
-    async def _relay(self, resp: aiohttp.ClientResponse, send: Any, extractor: Extractor | None, call: Call,
+    async def _relay(self, resp: Answer, send: Any, extractor: Extractor | None, call: Call,
                      cycle: Any, t0: float) -> tuple[int, bool]:
         """Relay chunk by chunk as they arrive; return (status to record, whether the agent went away)."""
         status = resp.status
         capture = self.ps.capture_bodies
-        async for chunk in resp.content.iter_any():
+        async for chunk in resp.chunks():
             if call.ttft_s is None:
                 call.ttft_s = time.perf_counter() - t0
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -184,7 +170,6 @@ class Forwarder:
             if capture and (call.response_body is None or len(call.response_body) < self.ps.capture_max_bytes):
                 call.response_body = ((call.response_body or b"") + chunk)[: self.ps.capture_max_bytes]
             if cycle is not None and getattr(cycle, "disconnected", False):
-                resp.close()
                 return status, True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return status, False

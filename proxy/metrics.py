@@ -24,6 +24,8 @@ REQUESTS = metric(Counter, "proxy_requests_total", "Proxied LLM calls", ("provid
 UPSTREAM = metric(Histogram, "proxy_upstream_latency_seconds", "Upstream latency to last byte", ("provider",),
                   buckets=_SLOW)
 OVERHEAD = metric(Histogram, "proxy_overhead_seconds", "Latency the proxy adds to a call", buckets=_FAST)
+PROTOCOL = metric(Counter, "proxy_upstream_responses_total", "Upstream answers by negotiated HTTP version",
+                  ("provider", "protocol"))
 TTFT = metric(Histogram, "proxy_ttft_seconds", "Time to first token of streamed calls", ("provider",), buckets=_SLOW)
 SPOOL_DEPTH = metric(Gauge, "proxy_spool_depth", "Events waiting in the on-disk spool")
 DROPPED = metric(Counter, "proxy_events_dropped_total", "Events dropped because the spool was full")

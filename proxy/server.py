@@ -8,8 +8,9 @@ import logging
 from typing import Any
 
 from proxy.config import ProxySettings
-from proxy.forward import Forwarder, make_client
+from proxy.forward import Forwarder
 from proxy.publisher import Publisher
+from proxy.upstream import Upstreams
 from schemas.keys import KeyStore
 from schemas.settings import Settings
 
@@ -48,7 +49,7 @@ class ProxyApp:
         while True:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
-                self.forwarder.client = make_client(self.ps)  # aiohttp wants the running loop
+                self.forwarder.client = Upstreams(self.ps)  # the pools want the running loop
                 self.publisher.start()
                 # Startup objects never die: keep them out of every collection, and collect young
                 # objects less often (each call allocates many short-lived ones).

@@ -1,12 +1,15 @@
 """Fake LLM providers: real HTTP servers on loopback speaking each provider's wire format.
 
 Answers are fixed so tests know the tokens; a model name picks a fault: `fail-429`, `fail-500`,
-`slow` (answers after 2 s). Every request is kept in `requests` for transparency checks.
+`slow` (answers after 2 s), or holds the answer until the test sets `gate`: `hold` (whole answer), `gated`
+(a stream's first chunk goes out, the rest after the gate). Every request is kept in `requests` for
+transparency checks, with the HTTP version and client address it came over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -154,6 +157,9 @@ class Seen:
     query: str
     headers: list[tuple[str, str]]
     body: bytes
+    http_version: str = "1.1"
+    client: tuple | None = None  # (host, port) of the connection it came over
+    finished: bool = False  # the whole answer was sent
 
 
 @dataclass
@@ -161,10 +167,18 @@ class FakeProvider:
     provider: str
     port: int = field(default_factory=free_port)
     requests: list[Seen] = field(default_factory=list)
+    gate: threading.Event = field(default_factory=threading.Event)
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    async def _wait_gate(self) -> None:
+        for _ in range(1000):  # at most 10 s, so a test that never opens the gate fails instead of hanging
+            if self.gate.is_set():
+                return
+            await asyncio.sleep(0.01)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -180,22 +194,27 @@ class FakeProvider:
             if not msg.get("more_body"):
                 break
         path, query = scope["path"], scope["query_string"].decode()
-        self.requests.append(Seen(scope["method"], path, query,
-                                  [(k.decode(), v.decode()) for k, v in scope["headers"]], body))
+        seen = Seen(scope["method"], path, query, [(k.decode(), v.decode()) for k, v in scope["headers"]], body,
+                    scope.get("http_version", "1.1"), tuple(scope["client"]) if scope.get("client") else None)
+        self.requests.append(seen)
         doc = orjson.loads(body) if body[:1] == b"{" else {}
         model = doc.get("model") or (path.split("/models/")[-1].split(":")[0] if "/models/" in path else "")
         if model in ("fail-429", "fail-500"):
             code = int(model[-3:])
             extra = [(b"retry-after", b"7")] if code == 429 else []
             await self._send(send, code, orjson.dumps(ERRORS[self.provider](code)), extra=extra)
+            seen.finished = True
             return
         if model == "slow":
             await asyncio.sleep(2.0)
+        if model == "hold":
+            await self._wait_gate()
         stream = doc.get("stream") is True or path.endswith(":streamGenerateContent")
         if stream:
-            await self._stream(send, self._chunks(path, model, doc))
+            await self._stream(send, self._chunks(path, model, doc), self._wait_gate if model == "gated" else None)
         else:
             await self._send(send, 200, orjson.dumps(self._json(path, model)))
+        seen.finished = True
 
     def _json(self, path: str, model: str) -> dict:
         if self.provider in ("openai", "mistral"):
@@ -220,13 +239,15 @@ class FakeProvider:
         await send({"type": "http.response.body", "body": body})
 
     @staticmethod
-    async def _stream(send: Any, chunks: list[bytes]) -> None:
+    async def _stream(send: Any, chunks: list[bytes], after_first: Any = None) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
             (b"x-request-id", b"req-fixed")]})
-        for chunk in chunks:
+        for i, chunk in enumerate(chunks):
             await asyncio.sleep(CHUNK_DELAY)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if i == 0 and after_first is not None:
+                await after_first()
         await send({"type": "http.response.body", "body": b""})
 
 
@@ -251,4 +272,44 @@ class ServerThread:
 
     def stop(self) -> None:
         self.server.should_exit = True
+        self.thread.join(5)
+
+
+class TlsServerThread:
+    """Serve an ASGI app over TLS with hypercorn in a daemon thread; `alpn` picks HTTP/2 and/or HTTP/1.1."""
+
+    def __init__(self, app: Any, port: int, certfile: str, keyfile: str, alpn: list[str]):
+        from hypercorn.config import Config
+
+        self.app, self.port = app, port
+        self.config = Config()
+        self.config.bind = [f"127.0.0.1:{port}"]
+        self.config.certfile, self.config.keyfile = certfile, keyfile
+        self.config.alpn_protocols = alpn
+        self.config.accesslog = self.config.errorlog = None
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from hypercorn.asyncio import serve
+
+        async def stopped() -> None:
+            while not self._stop.is_set():
+                await asyncio.sleep(0.05)
+
+        asyncio.run(serve(self.app, self.config, shutdown_trigger=stopped))
+
+    def start(self) -> TlsServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("TLS fake server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
         self.thread.join(5)
