@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 PRICING_VERSION = "2026-11-01"
@@ -146,7 +147,11 @@ def price_for(provider: str, family: str | None) -> Price | None:
 def cost_usd(provider: str, family: str | None, tokens_in: int | None, tokens_out: int | None,
              tokens_cached: int | None = None) -> tuple[float | None, str]:
     """Return (cost, status). Cost is None, not 0, when the model or the tokens are unknown."""
-    price = price_for(provider, family)
+    return _cost(price_for(provider, family), tokens_in, tokens_out, tokens_cached)
+
+
+def _cost(price: Price | None, tokens_in: int | None, tokens_out: int | None,
+          tokens_cached: int | None) -> tuple[float | None, str]:
     if price is None:
         return None, "unknown_model"
     if tokens_in is None and tokens_out is None:
@@ -159,11 +164,29 @@ def cost_usd(provider: str, family: str | None, tokens_in: int | None, tokens_ou
     return round(total, 12), "priced"
 
 
+@lru_cache(maxsize=4096)
+def priced_model(provider: str | None, model: str | None) -> tuple[str, str | None, Price | None]:
+    """(normalized provider, model family, price) of a raw provider/model pair; memoized, since a fleet
+    uses few models and the regex work was a good part of an event's ingest cost."""
+    normalized = normalize_provider(provider, model)
+    family = model_family(normalized, model)
+    return normalized, family, price_for(normalized, family)
+
+
+_PRICED_FIELDS = frozenset({"provider", "model_family", "cost_usd", "pricing_status", "pricing_version"})
+
+
 def price_event(event: Any) -> None:
     """Normalize provider/model and set cost fields of an llm_call event in place."""
-    event.provider = normalize_provider(event.provider, event.model)
-    event.model_family = model_family(event.provider, event.model)
-    event.cost_usd, event.pricing_status = cost_usd(
-        event.provider, event.model_family, event.tokens_in, event.tokens_out, event.tokens_cached
-    )
-    event.pricing_version = PRICING_VERSION
+    provider, family, price = priced_model(event.provider, event.model)
+    cost, status = _cost(price, event.tokens_in, event.tokens_out, event.tokens_cached)
+    fields = {"provider": provider, "model_family": family, "cost_usd": cost, "pricing_status": status,
+              "pricing_version": PRICING_VERSION}
+    fields_set = getattr(event, "__pydantic_fields_set__", None)
+    if fields_set is None or event.model_config.get("validate_assignment"):
+        for name, value in fields.items():
+            setattr(event, name, value)
+        return
+    # What pydantic's __setattr__ does for plain fields (no assignment validation), once for all five.
+    event.__dict__.update(fields)
+    fields_set.update(_PRICED_FIELDS)
