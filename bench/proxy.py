@@ -8,7 +8,13 @@ CPU: the fake upstream and the load generator are raw asyncio protocols on uvloo
 request); the proxy is `agenttrace proxy`, publishing to the broker at AGENTTRACE_KAFKA_BOOTSTRAP
 (default 127.0.0.1:9092) under a throw-away topic prefix. Two phases per mode: `latency` paces the
 clients to --rate requests/s in total (added latency without queueing), `throughput` lets every client
-send back to back (proxied requests/s). Runtime is bounded: about 8 x (duration + 1) seconds plus startup.
+send back to back (proxied requests/s). Runtime is bounded: about 12 x (duration + 1) seconds plus startup.
+
+`http2` adds the same paced load against a second fake upstream that speaks HTTP/2 over TLS (self-signed
+CA made with trustme; the proxy trusts it through AGENTTRACE_PROXY_CA_BUNDLE and reaches it with
+`x-target-url`). Direct calls reach that fake over TLS with HTTP/1.1, as the provider SDKs do; proxied
+calls go agent -plain HTTP/1.1-> proxy -HTTP/2 over TLS-> fake, so the added figures include the proxy's
+own TLS and HTTP/2 work.
 """
 
 from __future__ import annotations
@@ -97,6 +103,87 @@ async def serve_fake(port: int) -> None:
         await server.serve_forever()
 
 
+SSE_RAW = [b"data: " + orjson.dumps({**_CHUNK, "choices": [{"index": 0, "delta": {"content": w},
+                                                             "finish_reason": None}]}) + b"\n\n"
+           for w in ("Hello", " there", ", this", " is", " a", " benchmark")]
+SSE_RAW_TAIL = (b"data: " + orjson.dumps({**_CHUNK, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                + b"\n\ndata: " + orjson.dumps({**_CHUNK, "choices": [], "usage": {
+                    "prompt_tokens": 25, "completion_tokens": 9, "total_tokens": 34}}) + b"\n\ndata: [DONE]\n\n")
+
+
+class FakeTlsUpstream(FakeUpstream):
+    """The same answers over TLS: HTTP/2 when the client picks h2 in ALPN, HTTP/1.1 otherwise."""
+
+    def connection_made(self, transport):  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.h2 = None
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            import h2.config
+            import h2.connection
+            import h2.settings
+
+            self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+            self.h2.local_settings = h2.settings.Settings(
+                client=False, initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1000})
+            self.h2.initiate_connection()
+            self.bodies: dict[int, bytearray] = {}
+            transport.write(self.h2.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        if self.h2 is None:
+            return super().data_received(data)
+        import h2.events
+
+        for ev in self.h2.receive_data(data):
+            if isinstance(ev, h2.events.RequestReceived):
+                self.bodies[ev.stream_id] = bytearray()
+            elif isinstance(ev, h2.events.DataReceived):
+                self.bodies[ev.stream_id] += ev.data
+                self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded):
+                self._answer(ev.stream_id, bytes(self.bodies.pop(ev.stream_id, b"")))
+            elif isinstance(ev, h2.events.StreamReset):
+                self.bodies.pop(ev.stream_id, None)
+        self.t.write(self.h2.data_to_send())
+
+    def _answer(self, sid: int, body: bytes) -> None:
+        if b'"stream":true' not in body:
+            self.h2.send_headers(sid, [(b":status", b"200"), (b"content-type", b"application/json"),
+                                       (b"content-length", str(len(_JSON)).encode())])
+            self.h2.send_data(sid, _JSON, end_stream=True)
+            return
+        loop = asyncio.get_running_loop()
+        self.h2.send_headers(sid, [(b":status", b"200"), (b"content-type", b"text/event-stream")])
+        self.h2.send_data(sid, SSE_RAW[0])
+        for k, chunk in enumerate(SSE_RAW[1:], 1):
+            loop.call_later(TOKEN_GAP * k, self._h2_write, sid, chunk, False)
+        loop.call_later(TOKEN_GAP * len(SSE_RAW), self._h2_write, sid, SSE_RAW_TAIL, True)
+
+    def _h2_write(self, sid: int, data: bytes, end: bool) -> None:
+        import h2.exceptions
+
+        if self.t.is_closing():
+            return
+        try:
+            self.h2.send_data(sid, data, end_stream=end)
+        except h2.exceptions.H2Error:  # the client reset the stream
+            return
+        self.t.write(self.h2.data_to_send())
+
+
+async def serve_fake_tls(port: int, cert: str, key: str) -> None:
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    server = await asyncio.get_running_loop().create_server(FakeTlsUpstream, "127.0.0.1", port, backlog=4096,
+                                                            ssl=ctx)
+    async with server:
+        await server.serve_forever()
+
+
 # -- load generator ----------------------------------------------------------------------------
 class Client(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection; one request at a time (content-length or chunked answers)."""
@@ -141,16 +228,23 @@ class Client(asyncio.Protocol):
 
 
 async def run_load(host: str, port: int, mode: str, clients: int, duration: float, rate: float,
-                   warmup: float) -> dict:
+                   warmup: float, tls_ca: str = "", target: str = "") -> dict:
     body = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}],
                          **({"stream": True, "stream_options": {"include_usage": True}} if mode == "stream" else {})})
     req = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
            f"authorization: Bearer sk-bench-not-a-key\r\nx-agenttrace-agent: bench\r\n"
-           f"content-length: {len(body)}\r\n\r\n").encode() + body
+           + (f"x-target-url: {target}\r\n" if target else "")
+           + f"content-length: {len(body)}\r\n\r\n").encode() + body
     loop = asyncio.get_running_loop()
+    ctx = None
+    if tls_ca:  # straight to the TLS fake, over HTTP/1.1 as the provider SDKs speak by default
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=tls_ca)
+        ctx.set_alpn_protocols(["http/1.1"])
     conns = []
     for _ in range(clients):
-        _, proto = await loop.create_connection(Client, host, port)
+        _, proto = await loop.create_connection(Client, host, port, ssl=ctx)
         conns.append(proto)
     lat: list[float] = []
     ttft: list[float] = []
@@ -233,9 +327,9 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def _load(port: int, mode: str, args: argparse.Namespace, rate: float) -> dict:
+def _load(port: int, mode: str, args: argparse.Namespace, rate: float, extra: tuple[str, ...] = ()) -> dict:
     cmd = [sys.executable, "-m", "bench.proxy", "--role", "load", "--port", str(port), "--mode", mode,
-           "--clients", str(args.clients), "--duration", str(args.duration), "--rate", str(rate)]
+           "--clients", str(args.clients), "--duration", str(args.duration), "--rate", str(rate), *extra]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=args.duration * 4 + 60)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
@@ -250,8 +344,44 @@ def _metric_sum(port: int, name: str) -> float:
                if line.startswith(name) and not line.startswith("#"))
 
 
+def _make_certs(home: str) -> tuple[str, str, str]:
+    """(CA bundle, certificate, key) of a throw-away CA for the TLS fake upstream."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    paths = tuple(str(Path(home) / name) for name in ("ca.pem", "cert.pem", "key.pem"))
+    ca.cert_pem.write_to_path(paths[0])
+    cert.cert_chain_pems[0].write_to_path(paths[1])
+    cert.private_key_pem.write_to_path(paths[2])
+    return paths  # type: ignore[return-value]
+
+
+def _http2_phase(args: argparse.Namespace, proxy_pid: int, proxy_port: int, tls_port: int, ca: str) -> dict:
+    """Paced load over the TLS fake: direct (TLS, HTTP/1.1) and through the proxy (HTTP/2 upstream)."""
+    out: dict = {"upstream": "HTTP/2 over TLS (loopback)", "direct": "TLS + HTTP/1.1"}
+    target = f"https://127.0.0.1:{tls_port}/v1"
+    for mode in ("json", "stream"):
+        direct = _load(tls_port, mode, args, args.rate, ("--tls-ca", ca))
+        cpu0, wall0 = _cpu_s(proxy_pid), time.monotonic()
+        proxied = _load(proxy_port, mode, args, args.rate, ("--target", target))
+        cpu = _cpu_s(proxy_pid) - cpu0
+        calls = proxied["requests"] * (args.duration + args.warmup) / args.duration
+        proxied["proxy_cpu_us_per_call"] = round(cpu / max(calls, 1) * 1e6, 1)
+        proxied["proxy_cpu_share"] = round(cpu / (time.monotonic() - wall0), 2)
+        entry = {"direct": direct, "proxied": proxied,
+                 "added_p50_ms": round(proxied["p50_ms"] - direct["p50_ms"], 3),
+                 "added_p99_ms": round(proxied["p99_ms"] - direct["p99_ms"], 3)}
+        if mode == "stream":
+            entry["ttft_added_p50_ms"] = round(proxied["ttft_p50_ms"] - direct["ttft_p50_ms"], 3)
+            entry["ttft_added_p99_ms"] = round(proxied["ttft_p99_ms"] - direct["ttft_p99_ms"], 3)
+        out[mode] = {"latency": entry}
+    out["upstream_responses_http2"] = _metric_sum(proxy_port, 'proxy_upstream_responses_total{protocol="HTTP/2"')
+    return out
+
+
 def orchestrate(args: argparse.Namespace) -> dict:
-    fake_port, proxy_port = _free_port(), _free_port()
+    fake_port, proxy_port, tls_port = _free_port(), _free_port(), _free_port()
     bootstrap = os.environ.get("AGENTTRACE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     prefix = f"bench.{uuid.uuid4().hex[:8]}."
     procs: list[subprocess.Popen] = []
@@ -259,6 +389,8 @@ def orchestrate(args: argparse.Namespace) -> dict:
         env = {**os.environ, "AGENTTRACE_HOME": home, "AGENTTRACE_TOPIC_PREFIX": prefix,
                "AGENTTRACE_KAFKA_BOOTSTRAP": bootstrap, "AGENTTRACE_PROXY_PORT": str(proxy_port),
                "AGENTTRACE_PROXY_OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}", "AGENTTRACE_LOG_LEVEL": "warning"}
+        ca, cert, key = _make_certs(home) if args.http2 else ("", "", "")
+        env["AGENTTRACE_PROXY_CA_BUNDLE"] = ca
         try:
             from agenttrace import stack
             from schemas.settings import Settings
@@ -266,10 +398,16 @@ def orchestrate(args: argparse.Namespace) -> dict:
             stack.create_topics(Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=3))
             procs.append(subprocess.Popen([sys.executable, "-m", "bench.proxy", "--role", "fake", "--port",
                                            str(fake_port)], cwd=ROOT))
+            if args.http2:
+                procs.append(subprocess.Popen([sys.executable, "-m", "bench.proxy", "--role", "fake-tls", "--port",
+                                               str(tls_port), "--cert", cert, "--key", key], cwd=ROOT))
             log = open(Path(home) / "proxy.log", "wb")  # noqa: SIM115
-            procs.append(subprocess.Popen([sys.executable, "-m", "agenttrace.cli", "proxy"], env=env, cwd=ROOT,
-                                          stdout=log, stderr=subprocess.STDOUT))
+            proxy = subprocess.Popen([sys.executable, "-m", "agenttrace.cli", "proxy"], env=env, cwd=ROOT,
+                                     stdout=log, stderr=subprocess.STDOUT)
+            procs.append(proxy)
             _wait_port(fake_port)
+            if args.http2:
+                _wait_port(tls_port)
             _wait_port(proxy_port)
             time.sleep(1.0)
             results: dict = {"clients": args.clients, "duration_s": args.duration, "paced_rate": args.rate,
@@ -278,9 +416,9 @@ def orchestrate(args: argparse.Namespace) -> dict:
                 res: dict = {}
                 for phase, rate in (("latency", args.rate), ("throughput", 0.0)):
                     direct = _load(fake_port, mode, args, rate)
-                    cpu0, wall0 = _cpu_s(procs[1].pid), time.monotonic()
+                    cpu0, wall0 = _cpu_s(proxy.pid), time.monotonic()
                     proxied = _load(proxy_port, mode, args, rate)
-                    cpu = _cpu_s(procs[1].pid) - cpu0
+                    cpu = _cpu_s(proxy.pid) - cpu0
                     # CPU the proxy spent per proxied call, and the share of a core it got: on a shared
                     # machine the proxy waits in the run queue, which latency and req/s include.
                     calls = proxied["requests"] * (args.duration + args.warmup) / args.duration
@@ -296,7 +434,9 @@ def orchestrate(args: argparse.Namespace) -> dict:
                         entry["ttft_added_p99_ms"] = round(proxied["ttft_p99_ms"] - direct["ttft_p99_ms"], 3)
                     res[phase] = entry
                 results[mode] = res
-            results["proxy"] = _rss_mb(procs[1].pid)
+            if args.http2:
+                results["http2"] = _http2_phase(args, proxy.pid, proxy_port, tls_port, ca)
+            results["proxy"] = _rss_mb(proxy.pid)
             results["proxy"]["calls_recorded"] = _metric_sum(proxy_port, "proxy_requests_total")
             results["proxy"]["spool_depth"] = _metric_sum(proxy_port, "proxy_spool_depth")
             ov = _metric_sum(proxy_port, "proxy_overhead_seconds_sum") / max(
@@ -336,13 +476,18 @@ def _delete_topics(bootstrap: str, prefix: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--role", choices=["main", "fake", "load"], default="main")
+    p.add_argument("--role", choices=["main", "fake", "fake-tls", "load"], default="main")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--mode", choices=["json", "stream"], default="json")
     p.add_argument("--clients", type=int, default=200)
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--rate", type=float, default=600.0, help="total paced rate of the latency phase (req/s)")
     p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--no-http2", dest="http2", action="store_false", help="skip the HTTP/2 TLS upstream figures")
+    p.add_argument("--cert", default="")
+    p.add_argument("--key", default="")
+    p.add_argument("--tls-ca", default="", help="load role: connect over TLS trusting this CA")
+    p.add_argument("--target", default="", help="load role: x-target-url header to send")
     args = p.parse_args()
     try:
         import uvloop
@@ -352,9 +497,11 @@ def main() -> None:
         pass
     if args.role == "fake":
         asyncio.run(serve_fake(args.port))
+    elif args.role == "fake-tls":
+        asyncio.run(serve_fake_tls(args.port, args.cert, args.key))
     elif args.role == "load":
         res = asyncio.run(run_load("127.0.0.1", args.port, args.mode, args.clients, args.duration, args.rate,
-                                   args.warmup))
+                                   args.warmup, args.tls_ca, args.target))
         print(json.dumps(res))
     else:
         print(json.dumps(orchestrate(args), indent=2))
