@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agenttrace.kafka import event_record
+from agenttrace.kafka import event_headers
 from ingest.publisher import Record
-from schemas.events import EventBase, EventValidationError, parse_event
+from schemas.events import EVENT_TYPES, EventBase, EventValidationError, parse_events
 from schemas.normalize import normalize_event
+from schemas.topics import event_key
 
 MAX_EVENT_BYTES = 1_000_000  # below the events topic's max.message.bytes (1048588)
+_HEADERS = {t: event_headers(t) for t in EVENT_TYPES}
 
 
 @dataclass
@@ -27,7 +29,9 @@ class Batch:
         return len(self.records)
 
     def add(self, index: int, event: EventBase) -> None:
-        record = event_record(event)
+        # `event_record`, with one header list per event type shared by the batch's records (the
+        # producer only reads them), instead of a new list per record.
+        record = (event_key(event.project_id, event.agent_id), event.to_json(), _HEADERS[event.type])
         if len(record[1]) > MAX_EVENT_BYTES:
             # The topic refuses larger records; retrying could never succeed, so it is a bad event.
             self.reject(index, [{"field": "event", "message": f"too large: {len(record[1])} bytes encoded, "
@@ -61,13 +65,11 @@ def build_batch(raw_events: list[Any], project_id: str, received_at: datetime | 
     missing = [raw for raw in raw_events if isinstance(raw, dict) and not raw.get("event_id")]
     for raw, event_id in zip(missing, _uuid4_strings(len(missing)), strict=True):
         raw["event_id"] = event_id
-    for i, raw in enumerate(raw_events):
-        try:
-            event = parse_event(raw)
-        except EventValidationError as exc:
-            batch.reject(i, exc.errors)
-            continue
-        batch.add(i, normalize_event(event, project_id, now))
+    for i, event in enumerate(parse_events(raw_events)):
+        if isinstance(event, EventValidationError):
+            batch.reject(i, event.errors)
+        else:
+            batch.add(i, normalize_event(event, project_id, now))
     return batch
 
 

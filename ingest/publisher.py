@@ -10,6 +10,7 @@ its records resolves, so a request returns 2xx only once every record of it is a
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -39,30 +40,36 @@ class PublishError(RuntimeError):
 
 
 class _Pending:
-    """Counts the outstanding acknowledgements of one request (callbacks run in the poll thread)."""
+    """Counts the acknowledgements of one request's records (callbacks run in the poll thread).
 
-    __slots__ = ("remaining", "error", "loop", "future", "lock")
+    The count is an `itertools.count`, whose step is one C call that the GIL makes atomic: no lock is
+    needed between the poll thread and the event loop (which settles records it could not produce).
+    """
+
+    __slots__ = ("n", "acked", "error", "loop", "future")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, n: int):
-        self.remaining = n
+        self.n = n
+        self.acked = itertools.count(1).__next__
         self.error: str | None = None
         self.loop = loop
         self.future: asyncio.Future[None] = loop.create_future()
-        self.lock = threading.Lock()
 
     def settle(self, count: int, error: str | None) -> None:
-        with self.lock:
-            if error and self.error is None:
-                self.error = error
-            self.remaining -= count
-            done = self.remaining == 0
-        if done:
-            self.loop.call_soon_threadsafe(self._resolve)
+        if error and self.error is None:
+            self.error = error
+        for _ in range(count):
+            if self.acked() == self.n:
+                self.loop.call_soon_threadsafe(self._resolve)
 
     def callback(self, err: KafkaError | None, _msg: object) -> None:
+        # Called once per record: kept to the minimum.
         if err is not None:
             KAFKA_ERRORS.inc()
-        self.settle(1, str(err) if err is not None else None)
+            if self.error is None:
+                self.error = str(err)
+        if self.acked() == self.n:
+            self.loop.call_soon_threadsafe(self._resolve)
 
     def _resolve(self) -> None:
         if not self.future.done():
@@ -119,15 +126,19 @@ class Publisher:
         produced = 0
         try:
             for key, value, headers in records:
-                while True:
-                    try:
-                        produce(topic, value, key, headers=headers, on_delivery=cb)
-                        break
-                    except BufferError:
-                        # Local queue full: give the poll thread a moment, within the deadline.
+                try:
+                    produce(topic, value, key, headers=headers, on_delivery=cb)
+                except BufferError:
+                    # Local queue full: give the poll thread a moment, within the deadline.
+                    while True:
                         if time.perf_counter() - started > self.timeout_s:
                             raise
                         await asyncio.sleep(0.005)
+                        try:
+                            produce(topic, value, key, headers=headers, on_delivery=cb)
+                            break
+                        except BufferError:
+                            pass
                 produced += 1
         except (BufferError, KafkaException) as exc:
             KAFKA_ERRORS.inc(count - produced)
