@@ -38,6 +38,10 @@ class Limits(BaseSettings):
     export_max_rows: int = 10_000_000
     export_max_execution_time: int = 600
     agent_down_after_minutes: int = 5
+    # Threads per dashboard query (0 = ClickHouse's default, one per core). Dashboards send many small
+    # queries at once: one thread each keeps the cores busy with whole queries instead of splitting
+    # every query and making them all wait (best tail latency under load). Exports keep the default.
+    max_threads: int = 1
     # Dashboards ask the same rollup questions from many viewers: identical queries in flight share one
     # execution, and an answer is reused for this many seconds (0 = never reused); for one more such
     # period it is still served while a single refresh runs.
@@ -61,6 +65,8 @@ class Db:
         rows = lim.export_max_rows + 1 if export else lim.max_result_rows
         # Exports go out in small blocks so that a block in flight stays a few megabytes.
         block = ", max_block_size=8192" if export else ""
+        if not export and lim.max_threads > 0:
+            block += f", max_threads={int(lim.max_threads)}"
         return (f" SETTINGS max_execution_time={int(seconds)}, max_result_rows={int(rows)}{block}, "
                 f"result_overflow_mode='throw', max_memory_usage={int(lim.max_memory_usage)}, "
                 "date_time_output_format='iso', prefer_column_name_to_alias=1")

@@ -13,7 +13,7 @@ Metric semantics (one time series per group, buckets of `interval_ms` aligned to
   total (error_rate = errors / calls, errors = llm calls with status >= 400 plus error events);
   avg/min/max/pNN are taken over the per-minute values inside the bucket (over the bucket's
   sub-intervals when the bucket is shorter than a minute).
-Percentiles from rollups merge the sketches (`sumMap`) and are within the sketch's 0.5 %;
+Percentiles from rollups merge the sketches (same rule as schemas.sketch) and are within the sketch's 0.5 %;
 from raw events they are exact under the sketch's rank rule.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 from api.errors import ApiError
 from api.params import Filter, TimeRange
-from schemas.sketch import clickhouse_quantile_sql
+from schemas.sketch import GAMMA, ZERO_KEY
 
 AGGREGATIONS = ("count", "sum", "avg", "min", "max", "p50", "p95", "p99")
 QUANTILES = {"p50": "0.5", "p95": "0.95", "p99": "0.99"}
@@ -225,7 +225,21 @@ def _rollup_counter(field_: str) -> tuple[str, str]:
 
 
 def _sketch_count(col: str) -> str:
-    return f"arraySum(mapValues(sumMap({col})))"
+    return f"sum(arraySum(mapValues({col})))"
+
+
+def sketch_quantile_sql(col: str, q: str) -> str:
+    """q-quantile of the merged sketches of column `col` in the group, by the rule of schemas.sketch
+    (the first bucket in key order whose cumulative count exceeds floor(q * (n - 1))).
+
+    Same value as schemas.sketch.clickhouse_quantile_sql over sumMap(col), without building the
+    merged map: sumMap keeps a map of generic values per group and costs several times more than
+    concatenating the buckets and sorting them by key. Unmerged equal keys sort next to each other,
+    so the first position whose running count passes the rank holds the same key as in the merged map."""
+    ks, vs = f"groupArrayArray(mapKeys({col}))", f"groupArrayArray(mapValues({col}))"
+    n = f"arraySum({vs})"
+    key = f"arraySort({ks})[arrayFirstIndex(c -> c > floor({q} * ({n} - 1)), arrayCumSum(arraySort((v, k) -> k, {vs}, {ks})))]"
+    return f"if({n} = 0, NULL, if({key} = {ZERO_KEY}, 0, 2 * pow({GAMMA!r}, {key}) / ({GAMMA!r} + 1)))"
 
 
 def _rollup_value(field_: str, agg: str) -> tuple[str, str] | None:
@@ -239,7 +253,7 @@ def _rollup_value(field_: str, agg: str) -> tuple[str, str] | None:
     if agg == "count":
         v = n
     elif agg in QUANTILES:
-        v = clickhouse_quantile_sql(f"sumMap({sketch})", QUANTILES[agg])
+        v = sketch_quantile_sql(sketch, QUANTILES[agg])
     elif agg == "sum" and sum_col:
         v = f"sum({sum_col})"
     elif agg == "avg" and sum_col:
@@ -306,10 +320,21 @@ TRACE_COLUMNS = [("start_time", "time"), ("trace_id", "string"), ("name", "strin
 
 
 def traces_query(db: str, project: str, tr: TimeRange, filters: list[Filter], limit: int) -> tuple[str, dict]:
+    """The `limit` traces that started last, each aggregated over its rows matching the filters.
+
+    Two steps, so that the wide columns are read only for the traces shown: first the newest trace
+    ids and their start, from the few narrow columns of the filter (no FINAL needed: a redelivered
+    twin changes neither a trace's first timestamp nor the set of ids); then the aggregates over
+    those ids only, from the start of the oldest of them on (every row of a trace lies at or after
+    its start, so the bound drops nothing and lets the sorting key skip all older hours)."""
     sql = Sql(project)
-    conds = [f"project_id = {sql.project}", sql.time("timestamp", tr), "trace_id != ''",
-             *sql.filters(filters, EVENT_COLS)]
+    conds = where([f"project_id = {sql.project}", sql.time("timestamp", tr), "trace_id != ''",
+                   *sql.filters(filters, EVENT_COLS)])
+    lim = sql.bind(limit, "UInt32")
     text = f"""
+WITH (SELECT tuple(groupArray(trace_id), min(start)) FROM (
+        SELECT trace_id, min(timestamp) AS start FROM {table(db, 'events')} WHERE {conds}
+        GROUP BY trace_id ORDER BY start DESC, trace_id LIMIT {lim})) AS newest
 SELECT toUnixTimestamp64Milli(min(timestamp)) AS start_time, trace_id,
        argMinIf(name, timestamp, name != '') AS name, argMin(agent_id, timestamp) AS agent_id,
        anyIf(user_id, user_id != '') AS user_id, anyIf(session_id, session_id != '') AS session_id,
@@ -319,8 +344,8 @@ SELECT toUnixTimestamp64Milli(min(timestamp)) AS start_time, trace_id,
        max(toUnixTimestamp64Milli(timestamp) + ifNull(latency_ms, 0)) - min(toUnixTimestamp64Milli(timestamp))
          AS latency_ms,
        arrayStringConcat(arraySort(groupUniqArrayArray(tags)), ',') AS tags
-FROM {table(db, 'events')} FINAL WHERE {where(conds)}
-GROUP BY trace_id ORDER BY start_time DESC, trace_id LIMIT {sql.bind(limit, 'UInt32')}"""
+FROM {table(db, 'events')} FINAL WHERE {conds} AND trace_id IN newest.1 AND timestamp >= newest.2
+GROUP BY trace_id ORDER BY start_time DESC, trace_id LIMIT {lim}"""
     return text, sql.params
 
 
@@ -485,12 +510,12 @@ def _rollup_conds(sql: Sql, tr: TimeRange, filters: list[Filter]) -> list[str]:
 _ROLLUP_STATS = """sum(calls) AS calls, sum(errors) AS errors, sum(error_events) AS error_events,
        sum(errors) / nullIf(sum(calls), 0) AS error_rate, sum(cost_usd) AS cost_usd, sum(tokens_in) AS tokens_in,
        sum(tokens_out) AS tokens_out, sum(tokens_cached) AS tokens_cached,
-       sum(latency_ms_sum) / nullIf(arraySum(mapValues(sumMap(latency_sketch))), 0) AS avg_latency_ms,
+       sum(latency_ms_sum) / nullIf(sum(arraySum(mapValues(latency_sketch))), 0) AS avg_latency_ms,
        {p50} AS p50_latency_ms, {p95} AS p95_latency_ms, {p99} AS p99_latency_ms"""
 
 
 def _rollup_stats() -> str:
-    return _ROLLUP_STATS.format(**{k: clickhouse_quantile_sql("sumMap(latency_sketch)", q)
+    return _ROLLUP_STATS.format(**{k: sketch_quantile_sql("latency_sketch", q)
                                    for k, q in QUANTILES.items()})
 
 
