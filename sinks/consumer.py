@@ -16,8 +16,9 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -43,7 +44,10 @@ def is_data_error(exc: BaseException) -> bool:
 
 
 class Handler(Protocol):
-    """What a sink adds to the loop: decode one message, write decoded items (may raise)."""
+    """What a sink adds to the loop: decode one message, write decoded items (may raise).
+
+    A handler may set `parallel_writes = True` when its batches can be written concurrently.
+    """
 
     name: str
 
@@ -77,14 +81,60 @@ def make_consumer(settings: Settings, group: str, **extra: Any) -> Consumer:
     })
 
 
+class _Batch:
+    """Messages read since the last flush, decoded as they arrive (so a flush only submits)."""
+
+    __slots__ = ("born", "decoded", "msgs", "poison", "ranges")
+
+    def __init__(self) -> None:
+        self.msgs: list[Message] = []  # every message, poison included, in arrival order
+        self.decoded: list[Any] = []  # the good ones, decoded
+        self.poison: list[tuple[Message, str, str]] = []  # (message, reason, error), dead-lettered at flush
+        self.ranges: dict[int, list[int]] = {}  # partition -> [first, last] offset (in order within a partition)
+        self.born = 0.0
+
+    def drop(self, gone: set[int]) -> None:
+        """Forget the messages of partitions taken away (their new owner reads them again)."""
+        if not any(p in gone for p in self.ranges):
+            return
+        keep = [m for m in self.msgs if m.partition() not in gone]
+        bad = {id(m) for m, _, _ in self.poison}
+        good = [m for m in self.msgs if id(m) not in bad]
+        self.decoded = [d for m, d in zip(good, self.decoded, strict=True) if m.partition() not in gone]
+        self.poison = [x for x in self.poison if x[0].partition() not in gone]
+        self.msgs = keep
+        self.ranges = {p: r for p, r in self.ranges.items() if p not in gone}
+
+    def good_msgs(self) -> list[Message]:
+        if not self.poison:
+            return self.msgs
+        bad = {id(m) for m, _, _ in self.poison}
+        return [m for m in self.msgs if id(m) not in bad]
+
+
+class _Flight:
+    __slots__ = ("batch", "fut", "t0")
+
+    def __init__(self, fut: Future, batch: _Batch, t0: float):
+        self.fut, self.batch, self.t0 = fut, batch, t0
+
+
+_POLL = 0.05  # longest a consume blocks: how soon a finished insert is committed and an idle batch flushed
+
+
 class LandingConsumer:
     def __init__(self, settings: Settings, sink: SinkSettings, topic: str, group: str, handler: Handler,
                  client: ClickHouse, dlq: DeadLetters, on_landed: Callable[[list[Message]], None] | None = None):
         self.settings, self.sink, self.topic, self.group = settings, sink, topic, group
         self.handler, self.client, self.dlq = handler, client, dlq
         self.on_landed = on_landed
-        self._batch: list[Message] = []
-        self._inflight: tuple[Future, list[Message], dict[int, list[int]], float] | None = None
+        self._batch = _Batch()
+        # Inserts under way, oldest first; they are committed strictly in this order.
+        self._inflight: deque[_Flight] = deque()
+        # Handlers whose writes may overlap (each batch independent) get several; others one at a time.
+        self._slots = max(1, sink.sink_insert_threads) if getattr(handler, "parallel_writes", False) else 1
+        self._caught_up = False  # the last read found fewer messages than it asked for
+        self._abandoned = False  # an insert gave up (stopping): nothing after it may be committed
         self._stop = threading.Event()
         self.landed = 0  # messages landed (or dead-lettered) and committed by this instance
         self.ready = threading.Event()
@@ -92,9 +142,9 @@ class LandingConsumer:
     # -- rebalance: land what is in flight, forget what we hold of partitions taken away (the new
     # owner re-reads them from the committed offset)
     def _revoked(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
-        self._finish(consumer)
-        gone = {p.partition for p in parts}
-        self._batch = [m for m in self._batch if m.partition() not in gone]
+        while self._inflight:
+            self._finish(consumer)
+        self._batch.drop({p.partition for p in parts})
 
     def _assigned(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         self.ready.set()
@@ -102,97 +152,115 @@ class LandingConsumer:
 
     def run(self, stop: threading.Event) -> None:
         self._stop = stop
-        # One insert in flight while the next batch is read and decoded (chDB releases the GIL).
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"insert-{self.handler.name}")
+        # Inserts run in the pool (chDB releases the GIL) while the next batch is read and decoded.
+        self._pool = ThreadPoolExecutor(self._slots, thread_name_prefix=f"insert-{self.handler.name}")
         consumer = make_consumer(self.settings, self.group)
         consumer.subscribe([self.topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked)
         log.info("consuming", extra={"fields": {"topic": self.topic, "sink": self.handler.name}})
         try:
             while not stop.is_set():
-                got = self._fill(consumer, stop)
-                if self._inflight is not None and (got or self._inflight[0].done()):
-                    self._finish(consumer)
-                if got and not stop.is_set():
-                    self._start(self._batch)
-                    self._batch = []
-            self._finish(consumer)
+                self._step(consumer)
+            while self._inflight:
+                self._finish(consumer)
         finally:
             QUEUE_DEPTH.labels(self.handler.name).set(0)
             self._pool.shutdown(wait=True)
             consumer.close()  # no commit: anything not landed is read again by the next owner
 
-    def _fill(self, consumer: Consumer, stop: threading.Event) -> bool:
-        deadline = None
-        while not stop.is_set() and len(self._batch) < self.sink.sink_batch_rows:
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                break
-            if deadline is None and self._inflight is not None and self._inflight[0].done():
-                break  # nothing new yet, but the insert in flight can be committed
-            timeout = 0.1 if deadline is None else max(0.0, deadline - now)
-            want = min(10_000, self.sink.sink_batch_rows - len(self._batch))
-            got = consumer.consume(num_messages=want, timeout=timeout)
-            ok = [m for m in got if m.error() is None]
-            if len(ok) != len(got):
-                for m in got:
-                    if m.error() is not None:
-                        log.warning("consumer error", extra={"fields": {"error": str(m.error())}})
-            self._batch.extend(ok)
-            if self._batch and deadline is None:
-                deadline = time.monotonic() + self.sink.sink_batch_seconds
-            QUEUE_DEPTH.labels(self.handler.name).set(len(self._batch))
-        return bool(self._batch)
+    def _step(self, consumer: Consumer) -> None:
+        """Commit finished inserts; flush the batch when due and a slot is free; else read more.
 
-    def _start(self, msgs: list[Message]) -> None:
-        """Decode here, insert in the pool: the next batch is read while this one is written."""
-        t0 = time.perf_counter()
-        items: list[tuple[Message, Any]] = []
-        ranges: dict[int, list[int]] = {}  # partition -> [first, last] offset (in order within a partition)
-        decode = self.handler.decode
-        for m in msgs:
+        A batch is due at `sink_batch_rows`, at `sink_batch_seconds` old, or, once the log is read to
+        its end and no insert is under way, at `sink_batch_min_seconds` old: under a backlog batches
+        are large, at a steady rate rows land a fraction of a second after they are written.
+        """
+        while self._inflight and self._inflight[0].fut.done():
+            self._finish(consumer)
+        b, sink = self._batch, self.sink
+        n = len(b.msgs)
+        timeout = _POLL
+        if n:
+            age = time.monotonic() - b.born
+            due = (n >= sink.sink_batch_rows or age >= sink.sink_batch_seconds
+                   or (self._caught_up and not self._inflight and age >= sink.sink_batch_min_seconds))
+            if due and len(self._inflight) < self._slots:
+                self._start()
+                return
+            if n >= sink.sink_batch_rows:  # full and every slot busy: wait for the oldest insert
+                wait([self._inflight[0].fut], timeout=_POLL)
+                return
+            if due:
+                timeout = 0.01  # waiting for a slot: look again soon
+            elif self._caught_up and not self._inflight:
+                timeout = max(0.0, min(_POLL, sink.sink_batch_min_seconds - age))
+            else:
+                timeout = max(0.0, min(_POLL, sink.sink_batch_seconds - age))
+        want = min(10_000, sink.sink_batch_rows - n)
+        got = consumer.consume(num_messages=want, timeout=timeout)
+        self._caught_up = len(got) < want
+        if got:
+            self._add(got)
+
+    def _add(self, got: list[Message]) -> None:
+        b = self._batch
+        if not b.msgs:
+            b.born = time.monotonic()
+        ranges, decoded, decode = b.ranges, b.decoded, self.handler.decode
+        for m in got:
+            if m.error() is not None:
+                log.warning("consumer error", extra={"fields": {"error": str(m.error())}})
+                continue
             p, o = m.partition(), m.offset()
             r = ranges.get(p)
             if r is None:
                 ranges[p] = [o, o]
             else:
                 r[1] = o
+            b.msgs.append(m)
             try:
-                items.append((m, decode(m)))
+                decoded.append(decode(m))
             except Poison as exc:
-                self._dead(m, exc.reason, str(exc))
-        fut = self._pool.submit(self._write, items, batch_token(self.topic, ranges), self._stop) if items else None
-        self._inflight = (fut or _DONE, msgs, ranges, t0)
+                b.poison.append((m, exc.reason, str(exc)))
+        QUEUE_DEPTH.labels(self.handler.name).set(len(b.msgs) + sum(len(f.batch.msgs) for f in self._inflight))
+
+    def _start(self) -> None:
+        """Dead-letter the batch's poison and hand its rows to an insert slot."""
+        b, self._batch = self._batch, _Batch()
+        for m, reason, error in b.poison:
+            self._dead(m, reason, error)
+        fut = (self._pool.submit(self._write, b.good_msgs(), b.decoded, batch_token(self.topic, b.ranges), self._stop)
+               if b.decoded else _DONE)
+        self._inflight.append(_Flight(fut, b, time.perf_counter()))
 
     def _finish(self, consumer: Consumer) -> None:
-        if self._inflight is None:
+        """Wait for the oldest insert, then commit its offsets (strictly in read order)."""
+        f = self._inflight.popleft()
+        if not f.fut.result() or self._abandoned:
+            self._abandoned = True  # stopping while ClickHouse is down: keep offsets, all is read again
             return
-        fut, msgs, ranges, t0 = self._inflight
-        self._inflight = None
-        if not fut.result():
-            return  # stopping while ClickHouse is down: keep offsets, the batch is read again
         self.dlq.flush()
         if self.sink.sink_crash_after_insert:
             os._exit(86)  # test hook: die between insert and commit
-        self._commit(consumer, ranges)
-        self.landed += len(msgs)
+        self._commit(consumer, f.batch.ranges)
+        self.landed += len(f.batch.msgs)
         JOBS.labels(self.handler.name, "ok").inc()
-        JOB_DURATION.labels(self.handler.name).observe(time.perf_counter() - t0)
+        JOB_DURATION.labels(self.handler.name).observe(time.perf_counter() - f.t0)
         if self.on_landed:
-            self.on_landed(msgs)
+            self.on_landed(f.batch.msgs)
 
     def _dead(self, m: Message, reason: str, error: str) -> None:
         self.dlq.send(m.key(), m.value(), reason, error, source_topic=m.topic(), partition=m.partition(),
                       offset=m.offset(), headers=m.headers())
 
-    def _write(self, items: list[tuple[Message, Any]], token: str, stop: threading.Event) -> bool:
+    def _write(self, msgs: list[Message], items: list[Any], token: str, stop: threading.Event) -> bool:
         delay = 0.2
         while True:
             try:
-                self.handler.write(self.client, [d for _, d in items], token)
+                self.handler.write(self.client, items, token)
                 return True
             except Exception as exc:  # noqa: BLE001 - every failure is either bad rows or an outage
                 if is_data_error(exc):
-                    return self._bisect(items, token, stop, str(exc))
+                    return self._bisect(msgs, items, token, stop, str(exc))
                 JOBS.labels(self.handler.name, "retry").inc()
                 log.warning("clickhouse insert failed; backing off",
                             extra={"fields": {"sink": self.handler.name, "error": str(exc)[:300], "retry_in_s": delay}})
@@ -200,13 +268,13 @@ class LandingConsumer:
                     return False
                 delay = min(delay * 2, self.sink.sink_backoff_max_seconds)
 
-    def _bisect(self, items: list[tuple[Message, Any]], token: str, stop: threading.Event, error: str) -> bool:
+    def _bisect(self, msgs: list[Message], items: list[Any], token: str, stop: threading.Event, error: str) -> bool:
         if len(items) == 1:  # _write just saw ClickHouse refuse exactly this row
-            self._dead(items[0][0], "rejected_by_clickhouse", error)
+            self._dead(msgs[0], "rejected_by_clickhouse", error)
             return True
         mid = len(items) // 2
-        return (self._write(items[:mid], token + "/a", stop)
-                and self._write(items[mid:], token + "/b", stop))
+        return (self._write(msgs[:mid], items[:mid], token + "/a", stop)
+                and self._write(msgs[mid:], items[mid:], token + "/b", stop))
 
     def _commit(self, consumer: Consumer, ranges: dict[int, list[int]]) -> None:
         offsets = [TopicPartition(self.topic, p, hi + 1) for p, (_, hi) in ranges.items()]

@@ -11,13 +11,14 @@ from confluent_kafka import Message
 
 from agenttrace.clickhouse import ClickHouse
 from sinks.clickhouse_io import insert_rows
-from sinks.rows import EventRows, event_rows, parse_ts, ts_text
+from sinks.rows import EVENTS_INSERT_SETTINGS, EventRows, event_rows, parse_ts, ts_text
 
 log = logging.getLogger("sinks.events")
 
 
 class EventsHandler:
     name = "events"
+    parallel_writes = True  # batches are independent: rows keyed by event_id, agents by last_seen
 
     def __init__(self) -> None:
         # (project, agent) -> registration fields, so every agents row carries them: the agents table
@@ -43,7 +44,7 @@ class EventsHandler:
     def write(self, client: ClickHouse, items: list[EventRows], token: str) -> None:
         if self._reload:
             self._load_registered(client)
-        insert_rows(client, "events", [e.event for e in items], token)
+        insert_rows(client, "events", [e.event for e in items], token, EVENTS_INSERT_SETTINGS)
         insert_rows(client, "spans", [e.span for e in items if e.span is not None], token)
         insert_rows(client, "scores", [e.score for e in items if e.score is not None], token)
         insert_rows(client, "agents", self._agent_rows(items), token)
