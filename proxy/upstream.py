@@ -1,9 +1,9 @@
 """Pooled connections to the upstream providers.
 
 https upstreams are spoken to over HTTP/2 when the server offers `h2` in ALPN: one multiplexed connection
-per origin (httpcore with h2). Everything else — plain http (tests, local vLLM/Ollama), https servers that
-answer over HTTP/1.1, providers forced to HTTP/1.1 — goes through aiohttp's keep-alive pool, which costs
-far less CPU per call than httpcore's HTTP/1.1 (measured with bench/proxy.py).
+per origin (proxy/h2pool.py). Everything else — plain http (tests, local vLLM/Ollama), https servers that
+choose HTTP/1.1, providers forced to HTTP/1.1 — goes through aiohttp's keep-alive pool (httpx's costs far
+more CPU per call, measured with bench/proxy.py).
 """
 
 from __future__ import annotations
@@ -14,21 +14,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import httpcore
 from yarl import URL
 
+from proxy import h2pool
 from proxy.config import ProxySettings
 
 # aiohttp must not add headers the agent did not send.
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 # Failures before the answer's head arrived: a timeout shows as 504, anything else as a refused connection.
-TIMEOUTS = (TimeoutError, httpcore.TimeoutException)
-UNREACHABLE = (aiohttp.ClientError, httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol,
-               OSError)
+TIMEOUTS = (TimeoutError,)
+UNREACHABLE = (aiohttp.ClientError, h2pool.StreamError, OSError)
 # Failures while the body streams in.
-BROKEN = (aiohttp.ClientError, TimeoutError, httpcore.TimeoutException, httpcore.NetworkError,
-          httpcore.ProtocolError)
+BROKEN = (aiohttp.ClientError, TimeoutError, h2pool.StreamError, OSError)
 
 HTTP11 = "HTTP/1.1"
 HTTP2 = "HTTP/2"
@@ -68,7 +66,7 @@ class Answer:
     async def close(self, abort: bool = False) -> None:
         """Done with the answer; `abort` drops an unfinished one (the agent went away)."""
         if self._h2:
-            await self._resp.aclose()  # an unfinished HTTP/2 stream is closed, the connection stays
+            await self._resp.aclose()  # an unfinished HTTP/2 stream is cancelled, the connection stays
         elif abort:
             self._resp.close()
         else:
@@ -80,7 +78,7 @@ class Upstreams:
 
     def __init__(self, ps: ProxySettings):
         self.ps = ps
-        h1_ssl = ssl_context(ps)  # its own context: httpcore sets ALPN on the one it is given
+        h1_ssl = ssl_context(ps)  # its own context: the HTTP/2 pool sets ALPN on the one it is given
         connector = aiohttp.TCPConnector(limit=ps.max_connections, limit_per_host=0, keepalive_timeout=60,
                                          ttl_dns_cache=300, ssl=h1_ssl)
         timeout = aiohttp.ClientTimeout(total=None, connect=ps.connect_timeout, sock_read=ps.read_timeout)
@@ -88,39 +86,29 @@ class Upstreams:
         self.h1 = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
                                         trust_env=False, skip_auto_headers=_NO_AUTO_HEADERS,
                                         cookie_jar=aiohttp.DummyCookieJar())
-        self.h2 = httpcore.AsyncConnectionPool(ssl_context=ssl_context(ps), http1=True, http2=True,
-                                               max_connections=ps.max_connections, keepalive_expiry=60.0)
-        self._timeouts = {"connect": ps.connect_timeout, "read": ps.read_timeout, "write": None, "pool": None}
+        self.h2 = h2pool.Pool(ssl_context(ps), ps.connect_timeout, ps.read_timeout)
         # https origins whose server chose HTTP/1.1 in ALPN: later calls take the cheaper aiohttp pool.
         self._h1_origins: set[str] = set()
         self._h2_providers = {p: ps.http2_for(p) for p in ("openai", "anthropic", "google", "mistral", "cohere")}
 
-    def _wants_h2(self, provider: str, url: str) -> tuple[bool, str]:
-        if not url.startswith("https://") or not self._h2_providers.get(provider, self.ps.http2):
-            return False, ""
-        origin = url[: url.find("/", 8)] if url.find("/", 8) > 0 else url
-        return origin not in self._h1_origins, origin
-
     async def request(self, provider: str, method: str, url: str, headers: list[tuple[bytes, bytes]],
                       body: bytes) -> Answer:
-        h2, origin = self._wants_h2(provider, url)
-        if not h2:
-            resp = await self.h1.request(method, URL(url, encoded=True), allow_redirects=False, data=body or None,
-                                         headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers])
-            return Answer(resp.status, resp.raw_headers, HTTP11, resp, False)
-        # httpcore wants HTTP/1.1-style framing headers; on HTTP/2 Host becomes :authority.
-        extra = [(b"host", urlsplit(origin).netloc.encode("idna"))]
-        if body:
-            extra.append((b"content-length", str(len(body)).encode()))
-        resp = await self.h2.handle_async_request(httpcore.Request(
-            method, url, headers=extra + headers, content=body,
-            extensions={"timeout": self._timeouts}))
-        version = resp.extensions.get("http_version", b"HTTP/2")
-        if version != b"HTTP/2":
-            self._h1_origins.add(origin)
-            return Answer(resp.status, resp.headers, HTTP11, resp, True)
-        return Answer(resp.status, resp.headers, HTTP2, resp, True)
+        if url.startswith("https://") and self._h2_providers.get(provider, self.ps.http2):
+            split = urlsplit(url)
+            origin = split.netloc
+            if origin not in self._h1_origins:
+                target = (split.path or "/") + (f"?{split.query}" if split.query else "")
+                try:
+                    s = await self.h2.request(method.encode(), b"https", split.hostname or "", split.port or 443,
+                                              origin.encode("idna"), target.encode("latin-1"), headers, body)
+                except h2pool.NotHttp2:
+                    self._h1_origins.add(origin)  # this server chose HTTP/1.1: from now on, aiohttp's pool
+                else:
+                    return Answer(s.status, s.headers, HTTP2, s, True)
+        resp = await self.h1.request(method, URL(url, encoded=True), allow_redirects=False, data=body or None,
+                                     headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers])
+        return Answer(resp.status, resp.raw_headers, HTTP11, resp, False)
 
     async def close(self) -> None:
         await self.h1.close()
-        await self.h2.aclose()
+        await self.h2.close()

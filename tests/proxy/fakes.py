@@ -248,6 +248,7 @@ class FakeProvider:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if i == 0 and after_first is not None:
                 await after_first()
+        await asyncio.sleep(CHUNK_DELAY)  # the end of the body on its own, as providers often send it
         await send({"type": "http.response.body", "body": b""})
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import ssl
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import openai
@@ -240,3 +242,111 @@ async def test_untrusted_upstream_certificate_is_a_connection_error(tls: Tls) ->
     finally:
         await bare.close()
         await trusting.close()
+
+
+def _post(tls: Tls, model: str, **extra) -> tuple[str, list[tuple[bytes, bytes]], bytes]:
+    body = {"model": model, "messages": [], **extra}
+    import orjson
+
+    return tls.h2.url + "/v1/chat/completions", [(b"content-type", b"application/json")], orjson.dumps(body)
+
+
+async def test_large_request_body_respects_flow_control(tls: Tls) -> None:
+    # 300 kB is several times the server's initial 64 kB window: the client must wait for WINDOW_UPDATEs.
+    from proxy.config import ProxySettings
+    from proxy.upstream import Upstreams
+
+    up = Upstreams(ProxySettings(_env_file=None, ca_bundle=tls.ca))
+    tls.h2.requests.clear()
+    try:
+        url, headers, body = _post(tls, "gpt-4o-mini", padding="x" * 300_000)
+        answer = await up.request("openai", "POST", url, headers, body)
+        assert (answer.status, answer.protocol) == (200, "HTTP/2") and b"chatcmpl-1" in await answer.read()
+        await answer.close()
+        assert tls.h2.requests[-1].body == body
+    finally:
+        await up.close()
+
+
+async def test_read_timeout_over_http2(tls: Tls) -> None:
+    from proxy.config import ProxySettings
+    from proxy.upstream import TIMEOUTS, Upstreams
+
+    up = Upstreams(ProxySettings(_env_file=None, ca_bundle=tls.ca, read_timeout=0.3))
+    try:
+        with pytest.raises(TIMEOUTS):
+            await up.request("openai", "POST", *_post(tls, "slow"))
+        # The connection survives a timed-out stream.
+        answer = await up.request("openai", "POST", *_post(tls, "gpt-4o-mini"))
+        assert answer.status == 200 and b"chatcmpl-1" in await answer.read()
+        await answer.close()
+    finally:
+        await up.close()
+
+
+async def test_abandoned_stream_is_cancelled_and_connection_reused(tls: Tls) -> None:
+    from proxy.config import ProxySettings
+    from proxy.upstream import Upstreams
+
+    up = Upstreams(ProxySettings(_env_file=None, ca_bundle=tls.ca))
+    tls.h2.gate.clear()
+    tls.h2.requests.clear()
+    try:
+        answer = await up.request("openai", "POST", *_post(tls, "gated", stream=True))
+        chunks = answer.chunks()
+        assert b"chatcmpl-1" in await chunks.__anext__()
+        await answer.close(abort=True)  # the agent went away mid-stream
+        tls.h2.gate.set()
+        again = await up.request("openai", "POST", *_post(tls, "gpt-4o-mini"))
+        assert again.status == 200 and b"chatcmpl-1" in await again.read()
+        await again.close()
+        first, second = tls.h2.requests
+        assert first.client == second.client and not first.finished
+    finally:
+        tls.h2.gate.clear()
+        await up.close()
+
+
+async def test_new_connection_after_upstream_restart(tmp_path_factory: pytest.TempPathFactory, tls: Tls) -> None:
+    from proxy.config import ProxySettings
+    from proxy.upstream import Upstreams
+
+    d = Path(tls.ca).parent
+    fake = FakeProvider("openai", scheme="https")
+    up = Upstreams(ProxySettings(_env_file=None, ca_bundle=tls.ca))
+    url = fake.url + "/v1/chat/completions"
+    headers, body = [(b"content-type", b"application/json")], b'{"model":"gpt-4o-mini","messages":[]}'
+    try:
+        for _ in range(2):  # the same port, served by a fresh server each time
+            server = TlsServerThread(fake, fake.port, str(d / "cert.pem"), str(d / "key.pem"), ["h2"]).start()
+            try:
+                answer = await up.request("openai", "POST", url, headers, body)
+                assert (answer.status, answer.protocol) == (200, "HTTP/2") and b"chatcmpl-1" in await answer.read()
+                await answer.close()
+            finally:
+                server.stop()
+            # The proxy's loop notices the closed connection (blocked while stop() joined the server thread).
+            for _ in range(500):
+                if not up.h2.conns:
+                    break
+                await asyncio.sleep(0.01)
+        assert len({s.client for s in fake.requests}) == 2
+    finally:
+        await up.close()
+
+
+async def test_end_of_stream_frame_is_not_relayed_as_a_chunk(tls: Tls) -> None:
+    # hypercorn ends a stream with an empty DATA frame; relaying it as a chunk made the proxy check for a
+    # departed agent after [DONE] and record a complete call as 499.
+    from proxy.config import ProxySettings
+    from proxy.upstream import Upstreams
+
+    up = Upstreams(ProxySettings(_env_file=None, ca_bundle=tls.ca))
+    try:
+        answer = await up.request("openai", "POST", *_post(tls, "gpt-4o-mini", stream=True))
+        chunks = [c async for c in answer.chunks()]
+        await answer.close()
+        assert b"".join(chunks) == b"".join(openai_stream("gpt-4o-mini", "openai", include_usage=False))
+        assert all(chunks)
+    finally:
+        await up.close()
