@@ -181,6 +181,10 @@ class Connection(asyncio.Protocol):
             elif kind is h2.events.ConnectionTerminated:  # GOAWAY: no new streams here
                 self.usable = False
                 self.pool.forget(self)
+                while self.capacity:
+                    fut = self.capacity.popleft()
+                    if not fut.done():
+                        fut.set_result(None)
                 for sid, s in list(self.streams.items()):
                     if sid > (ev.last_stream_id or 0):
                         del self.streams[sid]
@@ -219,8 +223,8 @@ class Connection(asyncio.Protocol):
             fut = self.loop.create_future()
             self.capacity.append(fut)
             await fut
-        if not self.usable:
-            raise ConnectionResetError("upstream connection closed")
+        if not self.usable:  # closed (GOAWAY) while this call waited for a slot: a fresh connection takes it
+            raise Refused("upstream connection closing")
         sid = self.h2.get_next_available_stream_id()
         s = self.streams[sid] = Stream(self, sid, timeout)
         try:
@@ -318,7 +322,12 @@ class Pool:
             head.append((b"content-length", str(len(body)).encode()))
         for attempt in (1, 2):
             conn = await self._connection(host, port)
-            s = await conn.open(head, body, self.read_timeout)
+            try:
+                s = await conn.open(head, body, self.read_timeout)
+            except Refused:
+                if attempt == 2:
+                    raise
+                continue
             try:
                 await s.head()
             except Refused:
