@@ -158,10 +158,14 @@ def rollup_segments(t0: int, t1: int, width_ms: int) -> list[tuple[str, int, int
 def rollup_source(sql: Sql, db: str, tr: TimeRange, width_ms: int, filters: list[Filter]) -> tuple[str, str]:
     """(FROM clause over the rollup tiers, tiers used)."""
     t0, t1 = tr.ms
-    parts, used = [], []
+    # One scan per tier: the two minute edges of a range are read together (each scan has a fixed cost).
+    ranges: dict[str, list[tuple[int, int]]] = {}
     for name, lo, hi in rollup_segments(t0, t1, width_ms):
-        conds = [f"project_id = {sql.project}", sql.time_ms("window_start", lo, hi),
-                 *sql.filters(filters, ROLLUP_COLS)]
+        ranges.setdefault(name, []).append((lo, hi))
+    parts, used = [], []
+    for name, spans in ranges.items():
+        times = " OR ".join(f"({sql.time_ms('window_start', lo, hi)})" for lo, hi in spans)
+        conds = [f"project_id = {sql.project}", times, *sql.filters(filters, ROLLUP_COLS)]
         parts.append(f"SELECT {ROLLUP_READ} FROM {table(db, name)} FINAL WHERE {where(conds)}")
         used.append(name)
     if not parts:  # an empty range: read nothing, keep the shape
