@@ -12,13 +12,13 @@ import asyncio
 import gc
 import logging
 import os
+import socket
 import sys
 import tempfile
 from collections import Counter as Tally
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -347,18 +347,28 @@ async def _chunks(receive: Any) -> AsyncIterator[bytes]:
             return
 
 
-def app_from_env() -> Any:
-    """uvicorn factory for multi-worker runs: each worker builds its app from the environment."""
-    setup_logging(os.environ.get("AGENTTRACE_LOG_LEVEL", "info"))
-    return create_app(Settings())
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return {"host": settings.host, "port": settings.gateway_port, "loop": "uvloop", "http": "httptools",
+            "log_config": None, "access_log": False, "timeout_graceful_shutdown": 15}
 
 
-def _log_config(level: str) -> dict[str, Any]:
-    return {"version": 1, "disable_existing_loggers": False,
-            "formatters": {"json": {"()": "agenttrace.service.JsonFormatter"}},
-            "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
-            "root": {"handlers": ["default"], "level": level.upper()},
-            "loggers": {"uvicorn.access": {"level": "WARNING"}, "aiokafka": {"level": "WARNING"}}}
+def _reuseport_socket(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Every worker binds the port itself; the kernel spreads new connections over their sockets.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(addr)
+    sock.listen(2048)
+    return sock
+
+
+def serve_worker() -> None:
+    """One worker process of a multi-worker gateway (started by `ingest.workers`)."""
+    settings = Settings()
+    setup_logging(settings.log_level)
+    sock = _reuseport_socket(settings.host, settings.gateway_port)
+    uvicorn.Server(uvicorn.Config(create_app(settings), **_uvicorn_options(settings))).run(sockets=[sock])
 
 
 def run(settings: Settings, args: argparse.Namespace | None = None) -> int:
@@ -366,10 +376,9 @@ def run(settings: Settings, args: argparse.Namespace | None = None) -> int:
     workers = int(os.environ.get("AGENTTRACE_GATEWAY_WORKERS", "1"))
     log.info("starting gateway", extra={"fields": {"port": settings.gateway_port, "workers": workers,
                                                    "kafka": settings.kafka_bootstrap}})
-    common: dict[str, Any] = {"host": settings.host, "port": settings.gateway_port, "loop": "uvloop",
-                              "http": "httptools", "log_config": None, "access_log": False,
-                              "timeout_graceful_shutdown": 15}
     if workers > 1:
+        if not settings.gateway_port:
+            raise SystemExit("several gateway workers need a fixed AGENTTRACE_GATEWAY_PORT")
         # Workers are separate processes; Prometheus aggregates them through a shared directory.
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="agenttrace-gateway-metrics-"))
         for k, v in settings.model_dump(mode="json").items():
@@ -377,14 +386,7 @@ def run(settings: Settings, args: argparse.Namespace | None = None) -> int:
                 os.environ.setdefault(f"AGENTTRACE_{k.upper()}", str(v))
         # Fewer glibc malloc arenas: librdkafka's and Python's threads otherwise each keep their own (RSS).
         os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-        # exec the uvicorn supervisor: it needs none of the modules this process has loaded (less RSS).
-        log_config = Path(tempfile.mkdtemp(prefix="agenttrace-gateway-")) / "logging.json"
-        log_config.write_bytes(orjson.dumps(_log_config(settings.log_level)))
-        os.execv(sys.executable, [
-            sys.executable, "-m", "uvicorn", "ingest.gateway:app_from_env", "--factory", "--workers", str(workers),
-            "--host", settings.host, "--port", str(settings.gateway_port), "--loop", "uvloop", "--http", "httptools",
-            "--no-access-log", "--log-config", str(log_config), "--timeout-graceful-shutdown", "15",
-        ])
-    else:
-        uvicorn.run(create_app(settings), **common)
+        # exec a standard-library-only supervisor: it needs none of the modules this process has loaded.
+        os.execv(sys.executable, [sys.executable, "-m", "ingest.workers", str(workers)])
+    uvicorn.run(create_app(settings), **_uvicorn_options(settings))
     return 0
