@@ -213,9 +213,16 @@ def test_errors_over_https_as_direct(tproxy: ProxyProc, tls: Tls) -> None:
     with pytest.raises(openai.APIConnectionError) as refused:
         c.chat.completions.create(model="gpt-4o", messages=[])
     assert not isinstance(refused.value, openai.APIStatusError)
-    events = sorted(tproxy.events(agent, 2), key=lambda e: e["status_code"])
+    # The agent's own timeout fires as it would calling the provider directly.
+    for base in (None, tproxy.url):
+        client = _client(base or tls.h2.url, agent, timeout=0.5,
+                         **({"http_client": httpx.Client(http2=True, verify=ssl.create_default_context(cafile=tls.ca))}
+                            if base is None else {}))
+        with pytest.raises(openai.APITimeoutError):
+            client.chat.completions.create(model="slow", messages=[])
+    events = sorted(tproxy.events(agent, 3), key=lambda e: e["status_code"])
     assert [(e["status_code"], e["error_type"]) for e in events] == [
-        (429, "rate_limit_error"), (502, "upstream_connection_error")]
+        (429, "rate_limit_error"), (499, "client_disconnected"), (502, "upstream_connection_error")]
 
 
 def test_no_key_leaks_over_http2(tproxy: ProxyProc) -> None:
