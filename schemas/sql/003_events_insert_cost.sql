@@ -14,3 +14,7 @@ ALTER TABLE {db}.events
     MODIFY COLUMN IF EXISTS finish_reason String DEFAULT '',
     MODIFY COLUMN IF EXISTS status String DEFAULT '',
     MODIFY COLUMN IF EXISTS source String DEFAULT '';
+
+-- A landing batch (50k events, ~25 MB) is written as one Compact part (one file) instead of a
+-- Wide one (two files per column): ~7% less insert CPU. Merges make parts past 64 MB Wide as before.
+ALTER TABLE {db}.events MODIFY SETTING min_bytes_for_wide_part = 67108864;
