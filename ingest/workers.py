@@ -11,6 +11,7 @@ imports only the standard library (its memory counts in the gateway's RSS).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import signal
 import subprocess
@@ -30,6 +31,14 @@ def _log(level: str, msg: str, **fields: Any) -> None:
     print(json.dumps(line), file=sys.stderr, flush=True)
 
 
+def _die_with_parent() -> None:
+    """In the forked worker: the kernel sends it SIGTERM when the supervisor dies, even by SIGKILL."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Supervisor:
     def __init__(self, n: int):
         self.n = n
@@ -40,7 +49,7 @@ class Supervisor:
 
     def start(self, i: int) -> None:
         # Own session: a terminal's Ctrl-C reaches the supervisor only, which forwards it once.
-        self.procs[i] = subprocess.Popen(WORKER, start_new_session=True)
+        self.procs[i] = subprocess.Popen(WORKER, start_new_session=True, preexec_fn=_die_with_parent)
         self.started[i] = time.monotonic()
 
     def stop(self, signum: int, _frame: object) -> None:

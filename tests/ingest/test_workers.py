@@ -96,3 +96,17 @@ def test_workers_share_connections_restart_and_stop(kafka_settings: Settings):
         gw.stop()
     assert gw.proc.returncode == 0
     assert not any(_alive(w) for w in current)
+
+
+def test_workers_exit_when_the_supervisor_is_killed(kafka_settings: Settings):
+    gw = make_gateway(kafka_settings, AGENTTRACE_GATEWAY_WORKERS="2")
+    gw.start()
+    assert gw.proc is not None
+    try:
+        wait_for(lambda: len(_workers(gw.proc.pid)) == 2, timeout=20, what="two workers")
+        workers = _workers(gw.proc.pid)
+        gw.proc.kill()
+        gw.proc.wait()
+        wait_for(lambda: not any(_alive(w) for w in workers), timeout=30, what="orphaned workers to exit")
+    finally:
+        gw.stop()
