@@ -113,6 +113,7 @@ class Connection(asyncio.Protocol):
         self.usable = False
         self.capacity: deque[asyncio.Future] = deque()  # callers waiting for a free stream slot
         self.window: dict[int, asyncio.Future] = {}  # streams waiting to send more request body
+        self.ready: asyncio.Future = self.loop.create_future()  # the server's first SETTINGS arrived
 
     # -- transport side ------------------------------------------------------------------------------
     def connection_made(self, transport):  # type: ignore[override]
@@ -174,6 +175,8 @@ class Connection(asyncio.Protocol):
                     s._wake()
                 self._free()
             elif kind is h2.events.WindowUpdated or kind is h2.events.RemoteSettingsChanged:
+                if not self.ready.done():
+                    self.ready.set_result(None)
                 for fut in list(self.window.values()):
                     if not fut.done():
                         fut.set_result(None)
@@ -195,6 +198,9 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.usable = False
         self.pool.forget(self)
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionResetError("upstream closed the connection during setup"))
+            self.ready.exception()
         self._fail(ConnectionResetError("upstream connection lost"))
 
     def _fail(self, error: BaseException) -> None:
@@ -271,39 +277,46 @@ class Connection(asyncio.Protocol):
 
 
 class Pool:
-    """One HTTP/2 connection per (host, port); `request` raises NotHttp2 for servers that choose HTTP/1.1."""
+    """HTTP/2 connections per (host, port): calls share one until the server's MAX_CONCURRENT_STREAMS is
+    reached, then another is opened (up to `max_per_origin`, after which calls wait for a free stream).
+    `request` raises NotHttp2 for servers that choose HTTP/1.1."""
 
-    def __init__(self, ssl_context: ssl.SSLContext, connect_timeout: float, read_timeout: float):
+    def __init__(self, ssl_context: ssl.SSLContext, connect_timeout: float, read_timeout: float,
+                 max_per_origin: int = 16):
         ssl_context.set_alpn_protocols(["h2", "http/1.1"])
         self.ssl = ssl_context
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self.conns: dict[tuple[str, int], Connection] = {}
+        self.max_per_origin = max_per_origin
+        self.conns: dict[tuple[str, int], list[Connection]] = {}
         self.connecting: dict[tuple[str, int], asyncio.Future] = {}
 
     def forget(self, conn: Connection) -> None:
-        if self.conns.get(conn.key) is conn:
-            del self.conns[conn.key]
+        conns = self.conns.get(conn.key)
+        if conns is not None and conn in conns:
+            conns.remove(conn)
 
     async def _connection(self, host: str, port: int) -> Connection:
         key = (host, port)
-        conn = self.conns.get(key)
-        if conn is not None and conn.usable:
-            return conn
-        pending = self.connecting.get(key)
-        if pending is not None:  # share the handshake already under way
-            return await asyncio.shield(pending)
+        while True:
+            conns = self.conns.get(key) or []
+            for conn in conns:
+                if conn.usable and conn._has_slot():
+                    return conn
+            pending = self.connecting.get(key)
+            if conns and len(conns) + (pending is not None) >= self.max_per_origin:
+                return min(conns, key=lambda c: len(c.streams) + len(c.capacity))  # all full: wait for a slot
+            if pending is not None:  # share the handshake under way, then look again
+                await asyncio.shield(pending)
+                continue
+            await self._connect(key)
+
+    async def _connect(self, key: tuple[str, int]) -> None:
         fut = self.connecting[key] = asyncio.get_running_loop().create_future()
         try:
-            _, conn = await asyncio.wait_for(asyncio.get_running_loop().create_connection(
-                lambda: Connection(self, key), host, port, ssl=self.ssl, server_hostname=host),
-                self.connect_timeout)
-            if not conn.usable:
-                conn.transport.close()
-                raise NotHttp2(f"{host}:{port}")
-            self.conns[key] = conn
-            fut.set_result(conn)
-            return conn
+            conn = await asyncio.wait_for(self._handshake(key), self.connect_timeout)
+            self.conns.setdefault(key, []).append(conn)
+            fut.set_result(None)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 fut.cancel()
@@ -313,6 +326,21 @@ class Pool:
             raise
         finally:
             del self.connecting[key]
+
+    async def _handshake(self, key: tuple[str, int]) -> Connection:
+        """TLS with ALPN, then the server's SETTINGS (its stream limit is known before the first call)."""
+        host, port = key
+        _, conn = await asyncio.get_running_loop().create_connection(
+            lambda: Connection(self, key), host, port, ssl=self.ssl, server_hostname=host)
+        if not conn.usable:
+            conn.transport.close()
+            raise NotHttp2(f"{host}:{port}")
+        try:
+            await conn.ready
+        except BaseException:
+            conn.transport.close()
+            raise
+        return conn
 
     async def request(self, method: bytes, scheme: bytes, host: str, port: int, authority: bytes, path: bytes,
                       headers: list[tuple[bytes, bytes]], body: bytes) -> Stream:
@@ -342,7 +370,7 @@ class Pool:
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
-        for conn in list(self.conns.values()):
+        for conn in [c for conns in self.conns.values() for c in conns]:
             if conn.usable:
                 conn.h2.close_connection()
                 conn.flush()

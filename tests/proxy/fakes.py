@@ -279,11 +279,13 @@ class ServerThread:
 class TlsServerThread:
     """Serve an ASGI app over TLS with hypercorn in a daemon thread; `alpn` picks HTTP/2 and/or HTTP/1.1."""
 
-    def __init__(self, app: Any, port: int, certfile: str, keyfile: str, alpn: list[str]):
+    def __init__(self, app: Any, port: int, certfile: str, keyfile: str, alpn: list[str], **config: Any):
         from hypercorn.config import Config
 
         self.app, self.port = app, port
         self.config = Config()
+        for name, value in config.items():  # e.g. h2_max_concurrent_streams
+            setattr(self.config, name, value)
         self.config.bind = [f"127.0.0.1:{port}"]
         self.config.certfile, self.config.keyfile = certfile, keyfile
         self.config.alpn_protocols = alpn

@@ -7,6 +7,7 @@ import concurrent.futures
 import ssl
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -334,7 +335,7 @@ async def test_new_connection_after_upstream_restart(tmp_path_factory: pytest.Te
                 server.stop()
             # The proxy's loop notices the closed connection (blocked while stop() joined the server thread).
             for _ in range(500):
-                if not up.h2.conns:
+                if not any(up.h2.conns.values()):
                     break
                 await asyncio.sleep(0.01)
         assert len({s.client for s in fake.requests}) == 2
@@ -357,3 +358,32 @@ async def test_end_of_stream_frame_is_not_relayed_as_a_chunk(tls: Tls) -> None:
         assert all(chunks)
     finally:
         await up.close()
+
+
+async def test_calls_beyond_the_stream_limit_open_another_connection(tls: Tls) -> None:
+    from proxy.config import ProxySettings
+    from proxy.upstream import Upstreams
+
+    d = Path(tls.ca).parent
+    fake = FakeProvider("openai", scheme="https")
+    server = TlsServerThread(fake, fake.port, str(d / "cert.pem"), str(d / "key.pem"), ["h2"],
+                             h2_max_concurrent_streams=2).start()
+    up = Upstreams(ProxySettings(_env_file=None, ca_bundle=tls.ca))
+    url, headers = fake.url + "/v1/chat/completions", [(b"content-type", b"application/json")]
+    try:
+        calls = [asyncio.ensure_future(up.request("openai", "POST", url, headers, b'{"model":"hold"}'))
+                 for _ in range(5)]
+        for _ in range(1000):
+            if len(fake.requests) == 5:
+                break
+            await asyncio.sleep(0.01)
+        in_flight = [s for s in fake.requests if not s.finished]
+        fake.gate.set()
+        for answer in await asyncio.gather(*calls):
+            assert answer.status == 200 and b"chatcmpl-1" in await answer.read()
+            await answer.close()
+        assert len(in_flight) == 5  # all five at once, over ceil(5 / 2) connections
+        assert sorted(Counter(s.client for s in in_flight).values()) == [1, 2, 2]
+    finally:
+        await up.close()
+        server.stop()
