@@ -46,16 +46,17 @@ class Batch:
 
 
 def _uuid4_strings(n: int) -> list[str]:
-    """n random version-4 UUIDs from one urandom call (per-event uuid4() was a tenth of the CPU)."""
-    h = os.urandom(16 * n).hex()
-    out = []
-    for i in range(0, 32 * n, 32):
-        c = h[i:i + 32]
-        out.append(f"{c[:8]}-{c[8:12]}-4{c[13:16]}-{_VARIANT[c[16]]}{c[17:20]}-{c[20:]}")
-    return out
+    """n random version-4 UUIDs (32 hex digits, which the event model parses) from one urandom call;
+    version and variant bits set for all at once (per-event uuid4() was a tenth of the CPU)."""
+    raw = bytearray(os.urandom(16 * n))
+    raw[6::16] = raw[6::16].translate(_VERSION_4)
+    raw[8::16] = raw[8::16].translate(_VARIANT_RFC4122)
+    h = raw.hex()
+    return [h[i:i + 32] for i in range(0, 32 * n, 32)]
 
 
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+_VERSION_4 = bytes(b & 0x0F | 0x40 for b in range(256))
+_VARIANT_RFC4122 = bytes(b & 0x3F | 0x80 for b in range(256))
 
 
 def build_batch(raw_events: list[Any], project_id: str, received_at: datetime | None = None) -> Batch:

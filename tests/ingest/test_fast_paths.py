@@ -121,3 +121,11 @@ def test_price_event_matches_the_pricing_functions() -> None:
             assert (event.provider, event.model_family, event.cost_usd, event.pricing_status, event.pricing_version) == \
                 (want_provider, want_family, want_cost, want_status, PRICING_VERSION)
             assert {"provider", "model_family", "cost_usd", "pricing_status", "pricing_version"} <= event.model_fields_set
+
+
+def test_assigned_event_ids_are_distinct_version_4_uuids() -> None:
+    batch = build_batch([{"type": "heartbeat", "agent_id": f"a{i}"} for i in range(2000)], "p")
+    ids = [uuid.UUID(orjson.loads(value)["event_id"]) for _, value, _ in batch.records]
+    assert len(set(ids)) == 2000
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in ids)
+    assert all(str(u) == orjson.loads(value)["event_id"] for u, (_, value, _) in zip(ids, batch.records, strict=True))
