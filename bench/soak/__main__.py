@@ -3,8 +3,9 @@
     python -m bench.soak [--minutes 5] [--rate 2000]
 
 Samples every service's RSS every 10 s, then reads ClickHouse for freshness (row inserted minus
-event received) per 30 s of the run. "No leak" means RSS flat after warm-up: we print the growth
-from the end of the first fifth of the run to the end. Prints one JSON object.
+event received) per 30 s of the run. "No leak" means RSS flat after warm-up: we print, per service,
+the median RSS of the last minute minus that of the first minute after warm-up (the first fifth of the
+run) and the least-squares RSS trend after warm-up in MB/min. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -29,6 +31,34 @@ def freshness_series(p: Pipeline) -> list[dict]:
         "SELECT toUnixTimestamp(toStartOfInterval(received_at, INTERVAL 30 SECOND)) AS t, count() AS rows, "
         "quantile(0.99)(dateDiff('millisecond', received_at, inserted_at)) AS p99_ms "
         "FROM {db}.events GROUP BY t ORDER BY t")[0]
+
+
+SAMPLES_PER_MINUTE = 6  # one RSS sample per 10 s chunk
+
+
+def _after_warmup(v: list[float]) -> list[float]:
+    return v[max(1, len(v) // 5):]
+
+
+def rss_growth(v: list[float]) -> float:
+    """Median RSS of the last minute minus that of the first minute after warm-up (the first fifth).
+
+    Medians, not single samples: the embedded ClickHouse merges parts in the background and a merge
+    holds up to ~200 MB for a few seconds, so one sample says more about merge timing than about a leak.
+    """
+    rest = _after_warmup(v)
+    if len(rest) < 2:
+        return 0.0
+    n = max(1, min(SAMPLES_PER_MINUTE, len(rest) // 2))
+    return round(statistics.median(rest[-n:]) - statistics.median(rest[:n]), 1)
+
+
+def rss_slope_mb_per_min(v: list[float]) -> float:
+    """Least-squares trend of RSS after warm-up, MB per minute (a leak shows as a steady positive slope)."""
+    rest = _after_warmup(v)
+    if len(rest) < 2:
+        return 0.0
+    return round(statistics.linear_regression(range(len(rest)), rest).slope * SAMPLES_PER_MINUTE, 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,12 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         p.stop_all()
         stack.down(broker)
-    warm = max(1, len(next(iter(series.values()))) // 5)
-    growth = {name: round(v[-1] - v[warm - 1], 1) for name, v in series.items()}
+    growth = {name: rss_growth(v) for name, v in series.items()}
+    slope = {name: rss_slope_mb_per_min(v) for name, v in series.items()}
     print(json.dumps({
         "minutes": args.minutes, "offered_events_per_s": args.rate, "events_sent": sent, "request_errors": errors,
         "rss_mb_every_10s": series, "rss_growth_after_warmup_mb": growth,
         "max_rss_growth_after_warmup_mb": max(growth.values()),
+        "rss_slope_after_warmup_mb_per_min": slope,
         "freshness_p99_ms_per_30s": [f["p99_ms"] for f in fresh],
         "freshness_p99_ms_max": max((f["p99_ms"] for f in fresh), default=None),
         "rows_landed": sum(f["rows"] for f in fresh),
