@@ -10,7 +10,7 @@ from typing import Any
 
 from agenttrace.kafka import event_headers
 from ingest.publisher import Record
-from schemas.events import EVENT_TYPES, EventBase, EventValidationError, parse_events
+from schemas.events import EVENT_TYPES, EventValidationError, parse_events
 from schemas.normalize import normalize_event
 from schemas.topics import event_key
 
@@ -28,21 +28,14 @@ class Batch:
     def accepted(self) -> int:
         return len(self.records)
 
-    def add(self, index: int, event: EventBase) -> None:
-        # `event_record`, with one header list per event type shared by the batch's records (the
-        # producer only reads them), instead of a new list per record.
-        record = (event_key(event.project_id, event.agent_id), event.to_json(), _HEADERS[event.type])
-        if len(record[1]) > MAX_EVENT_BYTES:
-            # The topic refuses larger records; retrying could never succeed, so it is a bad event.
-            self.reject(index, [{"field": "event", "message": f"too large: {len(record[1])} bytes encoded, "
-                                                             f"at most {MAX_EVENT_BYTES}"}])
-            return
-        self.records.append(record)
-        self.types[event.type] += 1
-
     def reject(self, index: int, errors: list[dict[str, str]]) -> None:
         reason = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         self.rejected.append({"index": index, "reason": reason, "errors": errors})
+
+
+def _too_large(size: int) -> list[dict[str, str]]:
+    # The topic refuses larger records; retrying could never succeed, so it is a bad event.
+    return [{"field": "event", "message": f"too large: {size} bytes encoded, at most {MAX_EVENT_BYTES}"}]
 
 
 def _uuid4_strings(n: int) -> list[str]:
@@ -66,11 +59,22 @@ def build_batch(raw_events: list[Any], project_id: str, received_at: datetime | 
     missing = [raw for raw in raw_events if isinstance(raw, dict) and not raw.get("event_id")]
     for raw, event_id in zip(missing, _uuid4_strings(len(missing)), strict=True):
         raw["event_id"] = event_id
+    # Records as `agenttrace.kafka.event_record` makes them, with one header list per event type shared
+    # by the batch's records (the producer only reads them).
+    append = batch.records.append
+    types = []
     for i, event in enumerate(parse_events(raw_events)):
         if isinstance(event, EventValidationError):
             batch.reject(i, event.errors)
-        else:
-            batch.add(i, normalize_event(event, project_id, now))
+            continue
+        normalize_event(event, project_id, now)
+        value = event.to_json()
+        if len(value) > MAX_EVENT_BYTES:
+            batch.reject(i, _too_large(len(value)))
+            continue
+        append((event_key(event.project_id, event.agent_id), value, _HEADERS[event.type]))
+        types.append(event.type)
+    batch.types.update(types)
     return batch
 
 
