@@ -25,7 +25,7 @@ from typing import Any
 
 from api.errors import ApiError
 from api.params import Filter, TimeRange
-from schemas.sketch import GAMMA, ZERO_KEY
+from schemas.sketch import GAMMA, ZERO_KEY, clickhouse_quantile_sql
 
 AGGREGATIONS = ("count", "sum", "avg", "min", "max", "p50", "p95", "p99")
 QUANTILES = {"p50": "0.5", "p95": "0.95", "p99": "0.99"}
@@ -239,7 +239,8 @@ def sketch_quantile_sql(col: str, q: str) -> str:
     Same value as schemas.sketch.clickhouse_quantile_sql over sumMap(col), without building the
     merged map: sumMap keeps a map of generic values per group and costs several times more than
     concatenating the buckets and sorting them by key. Unmerged equal keys sort next to each other,
-    so the first position whose running count passes the rank holds the same key as in the merged map."""
+    so the first position whose running count passes the rank holds the same key as in the merged map.
+    Meant for groups of one time bucket (few rows each); it holds every row's buckets of the group."""
     ks, vs = f"groupArrayArray(mapKeys({col}))", f"groupArrayArray(mapValues({col}))"
     n = f"arraySum({vs})"
     key = f"arraySort({ks})[arrayFirstIndex(c -> c > floor({q} * ({n} - 1)), arrayCumSum(arraySort((v, k) -> k, {vs}, {ks})))]"
@@ -519,7 +520,9 @@ _ROLLUP_STATS = """sum(calls) AS calls, sum(errors) AS errors, sum(error_events)
 
 
 def _rollup_stats() -> str:
-    return _ROLLUP_STATS.format(**{k: sketch_quantile_sql("latency_sketch", q)
+    # A summary is one group over the whole range: sumMap keeps it at one entry per bucket, where
+    # concatenating (sketch_quantile_sql) would hold every minute's buckets at once.
+    return _ROLLUP_STATS.format(**{k: clickhouse_quantile_sql("sumMap(latency_sketch)", q)
                                    for k, q in QUANTILES.items()})
 
 
