@@ -80,6 +80,7 @@ def make_consumer(settings: Settings, group: str, **extra: Any) -> Consumer:
         "bootstrap.servers": settings.kafka_bootstrap,
         "group.id": settings.topic_prefix + group,
         "enable.auto.commit": False,
+        "enable.auto.offset.store": False,  # offsets are committed explicitly, per landed batch
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
         "fetch.wait.max.ms": 50,
