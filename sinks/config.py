@@ -12,7 +12,7 @@ class SinkSettings(BaseSettings):
     sink_batch_rows: int = Field(default=50_000, ge=1, description="flush a batch at this many messages")
     sink_batch_seconds: float = Field(default=0.5, gt=0, description="or after this long")
     sink_batch_min_seconds: float = Field(
-        default=0.2, ge=0, description="or, when the topic is read to its end and no insert is under way, this long")
+        default=0.2, ge=0, description="or, when the topic is read to its end, this long")
     sink_insert_threads: int = Field(default=2, ge=1, description="event batches inserted at once (commits stay in order)")
     sink_backoff_max_seconds: float = Field(default=10.0, gt=0, description="cap of the ClickHouse retry backoff")
     webhook_secret: str = Field(default="", description="HMAC-SHA256 key of X-AgentTrace-Signature")

@@ -183,8 +183,8 @@ class LandingConsumer:
         """Commit finished inserts; flush the batch when due and a slot is free; else read more.
 
         A batch is due at `sink_batch_rows`, at `sink_batch_seconds` old, or, once the log is read to
-        its end and no insert is under way, at `sink_batch_min_seconds` old: under a backlog batches
-        are large, at a steady rate rows land a fraction of a second after they are written.
+        its end, at `sink_batch_min_seconds` old: under a backlog batches are large, at a steady rate
+        rows land a fraction of a second after they are written.
         """
         while self._inflight and self._inflight[0].fut.done():
             self._finish(consumer)
@@ -194,7 +194,7 @@ class LandingConsumer:
         if n:
             age = time.monotonic() - b.born
             due = (n >= sink.sink_batch_rows or age >= sink.sink_batch_seconds
-                   or (self._caught_up and not self._inflight and age >= sink.sink_batch_min_seconds))
+                   or (self._caught_up and age >= sink.sink_batch_min_seconds))
             if due and len(self._inflight) < self._slots:
                 self._start()
                 return
@@ -203,7 +203,7 @@ class LandingConsumer:
                 return
             if due:
                 timeout = 0.01  # waiting for a slot: look again soon
-            elif self._caught_up and not self._inflight:
+            elif self._caught_up:
                 timeout = max(0.0, min(_POLL, sink.sink_batch_min_seconds - age))
             else:
                 timeout = max(0.0, min(_POLL, sink.sink_batch_seconds - age))

@@ -132,7 +132,7 @@ def test_overlapping_inserts_commit_in_read_order(kafka_settings):
 
 
 def test_caught_up_batch_lands_before_its_time_is_up(kafka_settings):
-    """At the end of the log with nothing in flight a batch goes out after sink_batch_min_seconds,
+    """At the end of the log a batch goes out after sink_batch_min_seconds,
     not after sink_batch_seconds (an hour here)."""
     topic = kafka_settings.topic(EVENTS)
     sink = SinkSettings(sink_batch_rows=50_000, sink_batch_seconds=3600, sink_batch_min_seconds=0.1)
