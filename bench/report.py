@@ -73,6 +73,7 @@ BENCHES: list[Bench] = [
         Target("freshness p99", "freshness_p99_ms", "<=", 2_000, "ms")]),
     Bench("soak", ["bench.soak"], [
         Target("largest RSS growth after warm-up", "max_rss_growth_after_warmup_mb", "<=", 50, "MB"),
+        Target("steepest RSS trend after warm-up", "max_rss_slope_after_warmup_mb_per_min", "<=", 2, "MB/min"),
         Target("worst 30 s freshness p99", "freshness_p99_ms_max", "<=", 2_000, "ms")]),
 ]
 

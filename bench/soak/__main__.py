@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_mb_every_10s": series, "rss_growth_after_warmup_mb": growth,
         "max_rss_growth_after_warmup_mb": max(growth.values()),
         "rss_slope_after_warmup_mb_per_min": slope,
+        "max_rss_slope_after_warmup_mb_per_min": max(slope.values()),
         "freshness_p99_ms_per_30s": [f["p99_ms"] for f in fresh],
         "freshness_p99_ms_max": max((f["p99_ms"] for f in fresh), default=None),
         "rows_landed": sum(f["rows"] for f in fresh),
