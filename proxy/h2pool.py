@@ -22,6 +22,7 @@ import h2.exceptions
 import h2.settings
 
 _WINDOW = 1 << 24  # receive window per stream and connection (httpcore uses the same)
+_ACK_STEP = 1 << 14
 _CONFIG = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_inbound_headers=False)
 
 
@@ -257,7 +258,9 @@ class Connection(asyncio.Protocol):
         return s
 
     def ack(self, s: Stream) -> None:
-        if s.pending:
+        # Acknowledged in 16 kB steps (the rest when the stream is finished): most answers never need one,
+        # and 16 kB times a server's usual stream limit stays well inside the 16 MB connection window.
+        if s.pending >= _ACK_STEP:
             n, s.pending = s.pending, 0
             self.h2.acknowledge_received_data(n, s.sid)
             self.flush()

@@ -290,6 +290,7 @@ class TlsServerThread:
         self.config.certfile, self.config.keyfile = certfile, keyfile
         self.config.alpn_protocols = alpn
         self.config.accesslog = self.config.errorlog = None
+        self.config.graceful_timeout = 0.5  # tests stop servers with clients still connected
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import ssl
 import time
 import uuid
@@ -332,7 +333,7 @@ async def test_new_connection_after_upstream_restart(tmp_path_factory: pytest.Te
                 assert (answer.status, answer.protocol) == (200, "HTTP/2") and b"chatcmpl-1" in await answer.read()
                 await answer.close()
             finally:
-                server.stop()
+                await asyncio.to_thread(server.stop)  # this loop must run to let its connections go
             # The proxy's loop notices the closed connection (blocked while stop() joined the server thread).
             for _ in range(500):
                 if not any(up.h2.conns.values()):
@@ -386,4 +387,36 @@ async def test_calls_beyond_the_stream_limit_open_another_connection(tls: Tls) -
         assert sorted(Counter(s.client for s in in_flight).values()) == [1, 2, 2]
     finally:
         await up.close()
-        server.stop()
+        await asyncio.to_thread(server.stop)  # this loop must run to let its connections go
+
+
+async def test_answer_larger_than_the_receive_window(tls: Tls) -> None:
+    # 20 MB through a 16 MB window: the relay's acknowledgements must let the server go on sending.
+    from proxy.config import ProxySettings
+    from proxy.upstream import Upstreams
+
+    block = bytes(range(256)) * 4096  # 1 MiB
+
+    async def big(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        for _ in range(20):
+            await send({"type": "http.response.body", "body": block, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    d, port = Path(tls.ca).parent, free_port()
+    server = TlsServerThread(big, port, str(d / "cert.pem"), str(d / "key.pem"), ["h2"]).start()
+    up = Upstreams(ProxySettings(_env_file=None, ca_bundle=tls.ca))
+    try:
+        answer = await up.request("openai", "GET", f"https://127.0.0.1:{port}/big", [], b"")
+        digest, total = hashlib.sha256(), 0
+        async for chunk in answer.chunks():
+            digest.update(chunk)
+            total += len(chunk)
+        await answer.close()
+        assert (answer.protocol, total) == ("HTTP/2", 20 * len(block))
+        assert digest.digest() == hashlib.sha256(block * 20).digest()
+    finally:
+        await up.close()
+        await asyncio.to_thread(server.stop)  # this loop must run to let its connections go
