@@ -7,6 +7,7 @@ own (deleted at the end) and a temporary embedded chDB directory. Figures:
 - landed_rows_per_s: events already on the topic -> `events` (+ agents) through the events landing
   consumer (decode, insert, commit), measured from partition assignment to the last commit.
 - bare_insert_rows_per_s: the same rows inserted straight into an identical table in 50k blocks; ratio.
+  Each of the three phases starts once the previous one's background merges are done.
 - final_cost: count() and a per-hour aggregate with and without FINAL over the landed rows.
 - freshness_s: at --rate events/s offered for --seconds, broker append (record timestamp) to the
   moment the insert holding the row returned (row visible), p50/p99/max.
@@ -109,6 +110,19 @@ def _run_consumer(lc: LandingConsumer, until_landed: int, timeout: float) -> tup
     return start, done
 
 
+def _settle(client, quiet: float = 0.5, timeout: float = 20.0) -> None:
+    """Wait until ClickHouse has merged what the previous phase inserted (no merge for `quiet`
+    seconds), so each measured phase pays for its own merges only, not its predecessor's."""
+    deadline = time.perf_counter() + timeout
+    calm_since = time.perf_counter()
+    while time.perf_counter() < deadline:
+        if client.query("SELECT count() AS n FROM system.merges")[0]["n"]:
+            calm_since = time.perf_counter()
+        elif time.perf_counter() - calm_since >= quiet:
+            return
+        time.sleep(0.05)
+
+
 def bench_throughput(s: Settings, client, n: int) -> dict:
     now = datetime.now(UTC)
     records = [_event(i, now) for i in range(n)]
@@ -121,6 +135,7 @@ def bench_throughput(s: Settings, client, n: int) -> dict:
 
     def bare(table: str) -> float:
         client.command(f"CREATE TABLE {db}.{table} AS {db}.events")
+        _settle(client)
         t0 = time.perf_counter()
         for i in range(0, n, 50_000):
             client.insert(f"{db}.{table}", b"\n".join(rows[i:i + 50_000]), settings=EVENTS_INSERT_SETTINGS)
@@ -129,6 +144,7 @@ def bench_throughput(s: Settings, client, n: int) -> dict:
     bare_before = bare("events_bare1")
     sink = SinkSettings(sink_batch_rows=50_000, sink_batch_seconds=0.5)
     lc = LandingConsumer(s, sink, s.topic(EVENTS), "bench-throughput", EventsHandler(), client, DeadLetters(s))
+    _settle(client)
     start, done = _run_consumer(lc, n, 600)
     landed_rate = lc.landed / (done - start)
     bare_after = bare("events_bare2")
