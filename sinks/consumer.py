@@ -88,6 +88,10 @@ def make_consumer(settings: Settings, group: str, **extra: Any) -> Consumer:
         "session.timeout.ms": 30_000,
         "partition.assignment.strategy": "cooperative-sticky",
         "max.partition.fetch.bytes": 8 * 1024 * 1024,
+        # Under a backlog the prefetch queue fills (queued.max.messages.kbytes) and librdkafka then
+        # waits this long before fetching again: the default 1 s left the loop idle for whole seconds
+        # (landing ran at half speed); 10 ms refetches as soon as the loop has taken its share.
+        "fetch.queue.backoff.ms": 10,
         **extra,
     })
 
