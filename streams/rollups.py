@@ -29,6 +29,7 @@ from schemas.topics import ALERT_RULES, ALERTS, DLQ, EVENTS, ROLLUPS
 from streams import metrics
 from streams.alerts import Facts, ProjectAlerts, alert_record
 from streams.config import StreamConfig
+from streams.decode import decode_event
 from streams.kafka_io import EventsSource, ProducerSink, Raw, Record, RulesSource
 from streams.windows import Outcome, PartitionWindows
 
@@ -99,7 +100,8 @@ class WindowLogic(StatefulBatchLogic):
             self.part = part
             for raw in batch:
                 try:
-                    ev = event_from_json(raw[1] or b"")
+                    # Replay with repricing needs the whole llm call; live, the windows' fields suffice.
+                    ev = event_from_json(raw[1] or b"") if spec.reprice else decode_event(raw[1] or b"")
                 except EventValidationError as exc:
                     metrics.INVALID.inc()
                     out.append(("out", _dlq(spec, raw, self.part, "invalid", str(exc))))

@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 
-from schemas.events import ErrorEvent, LlmCall
 from schemas.sketch import key_of
 
 Dims = tuple[str, str, str, str]  # project, agent, provider, model
@@ -46,7 +45,7 @@ class Agg:
         for s, v in zip(self.__slots__, state, strict=True):
             setattr(self, s, v)
 
-    def add_call(self, ev: LlmCall) -> None:
+    def add_call(self, ev: Any) -> None:
         self.events += 1
         self.calls += 1
         if ev.is_error:
@@ -128,7 +127,8 @@ class PartitionWindows:
         return int(ts // self.width) * self.width
 
     def add(self, ev: Any, out: Outcome) -> bool:
-        """Fold one decoded event in; False if it is too late (the caller dead-letters it)."""
+        """Fold one decoded event in (a `schemas.events` event or a `streams.decode.StreamEvent`);
+        False if it is too late (the caller dead-letters it)."""
         ts = ev.timestamp.timestamp()
         start = self.window_of(ts)
         end = start + self.width
@@ -140,9 +140,10 @@ class PartitionWindows:
             self.max_ts = ts
         # Per event, so the late/too-late decision does not depend on batch boundaries.
         self.watermark = max(self.watermark, ts - self.wait)
-        if isinstance(ev, LlmCall):
+        kind = ev.type
+        if kind == "llm_call":
             dims = (ev.project_id, ev.agent_id, ev.provider, ev.model)
-        elif isinstance(ev, ErrorEvent):
+        elif kind == "error":
             dims = (ev.project_id, ev.agent_id, "", "")
         else:
             return True  # heartbeats, spans, scores move time but are not rolled up
@@ -150,7 +151,7 @@ class PartitionWindows:
         agg = self.windows.get(wk)
         if agg is None:
             agg = self.windows[wk] = Agg()
-        if isinstance(ev, LlmCall):
+        if kind == "llm_call":
             agg.add_call(ev)
         else:
             agg.add_error()
