@@ -13,8 +13,8 @@ send back to back (proxied requests/s). Runtime is bounded: about 12 x (duration
 `http2` adds the same paced load against a second fake upstream that speaks HTTP/2 over TLS (self-signed
 CA made with trustme; the proxy trusts it through AGENTTRACE_PROXY_CA_BUNDLE and reaches it with
 `x-target-url`). Direct calls reach that fake over TLS with HTTP/1.1, as the provider SDKs do; proxied
-calls go agent -plain HTTP/1.1-> proxy -HTTP/2 over TLS (httpx)-> fake, so the added figures include the
-proxy's own TLS and HTTP/2 work.
+calls go agent -plain HTTP/1.1-> proxy -HTTP/2 over TLS-> fake, so the added figures include the proxy's
+own TLS and HTTP/2 work.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ _H2_FORBIDDEN = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"
 
 # Failures before the answer's head arrived: a timeout shows as 504, anything else as a refused connection.
 TIMEOUTS = (TimeoutError, httpx.TimeoutException)
-UNREACHABLE = (aiohttp.ClientError, httpx.TransportError, httpx.InvalidURL, OSError)
+UNREACHABLE = (aiohttp.ClientError, httpx.TransportError, OSError)
 # Failures while the body streams in.
 BROKEN = (aiohttp.ClientError, TimeoutError, httpx.TransportError, OSError)
 
