@@ -2,7 +2,10 @@
 
 Built on the `h2` state machine. httpcore's HTTP/2 client (TLS through anyio's memory BIO, locks around
 every read) took about three times the CPU per call (in-process, 30 concurrent calls to the bench's TLS
-fake: ~330 against ~115 µs). The answer's body is kept per stream as it arrives and handed out in whatever
+fake: ~330 against ~115 µs). The proxy on httpx's HTTP/2 was tried too (commit ff2c51c, reverted): in
+bench/proxy.py it used twice the CPU per call, could not keep 600 streamed req/s on 2 cores (+335 ms to
+first token), and needed httpcore internals to cancel abandoned streams and to notice idle connections the
+server had closed. The answer's body is kept per stream as it arrives and handed out in whatever
 pieces are there (relayed at once, never waiting for more); the receive window is acknowledged as the
 relay consumes it, so a slow agent holds the provider back instead of filling memory.
 """

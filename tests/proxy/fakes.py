@@ -160,6 +160,7 @@ class Seen:
     http_version: str = "1.1"
     client: tuple | None = None  # (host, port) of the connection it came over
     finished: bool = False  # the whole answer was sent
+    cancelled: bool = False  # the client cancelled the stream (HTTP/2 RST_STREAM) before it was finished
 
 
 @dataclass
@@ -210,8 +211,18 @@ class FakeProvider:
         if model == "hold":
             await self._wait_gate()
         stream = doc.get("stream") is True or path.endswith(":streamGenerateContent")
-        if stream:
-            await self._stream(send, self._chunks(path, model, doc), self._wait_gate if model == "gated" else None)
+        if stream and model == "gated":
+            async def watch() -> None:  # hypercorn reports a cancelled stream as http.disconnect
+                if (await receive())["type"] == "http.disconnect" and not seen.finished:
+                    seen.cancelled = True
+
+            watcher = asyncio.ensure_future(watch())
+            try:
+                await self._stream(send, self._chunks(path, model, doc), self._wait_gate)
+            finally:
+                watcher.cancel()
+        elif stream:
+            await self._stream(send, self._chunks(path, model, doc), None)
         else:
             await self._send(send, 200, orjson.dumps(self._json(path, model)))
         seen.finished = True

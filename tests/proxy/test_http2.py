@@ -305,12 +305,17 @@ async def test_abandoned_stream_is_cancelled_and_connection_reused(tls: Tls) -> 
         chunks = answer.chunks()
         assert b"chatcmpl-1" in await chunks.__anext__()
         await answer.close(abort=True)  # the agent went away mid-stream
+        for _ in range(500):
+            if tls.h2.requests[0].cancelled:
+                break
+            await asyncio.sleep(0.01)
+        assert tls.h2.requests[0].cancelled  # the provider saw that stream cancelled (RST_STREAM)...
         tls.h2.gate.set()
         again = await up.request("openai", "POST", *_post(tls, "gpt-4o-mini"))
         assert again.status == 200 and b"chatcmpl-1" in await again.read()
         await again.close()
         first, second = tls.h2.requests
-        assert first.client == second.client and not first.finished
+        assert first.client == second.client and not first.finished  # ...and the connection stayed
     finally:
         tls.h2.gate.clear()
         await up.close()
