@@ -47,6 +47,17 @@ _CHUNK = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 
           "model": "gpt-4o-mini-2024-07-18"}
 
 
+def added(mode: str, direct: dict, proxied: dict) -> dict:
+    """Both measurements and what the proxy added (and, for streams, to the first token)."""
+    entry = {"direct": direct, "proxied": proxied,
+             "added_p50_ms": round(proxied["p50_ms"] - direct["p50_ms"], 3),
+             "added_p99_ms": round(proxied["p99_ms"] - direct["p99_ms"], 3)}
+    if mode == "stream":
+        entry["ttft_added_p50_ms"] = round(proxied["ttft_p50_ms"] - direct["ttft_p50_ms"], 3)
+        entry["ttft_added_p99_ms"] = round(proxied["ttft_p99_ms"] - direct["ttft_p99_ms"], 3)
+    return entry
+
+
 def _event(doc: dict) -> bytes:
     data = b"data: " + orjson.dumps(doc) + b"\n\n"
     return f"{len(data):x}\r\n".encode() + data + b"\r\n"
@@ -377,13 +388,7 @@ def _http2_phase(args: argparse.Namespace, proxy_pid: int, proxy_port: int, tls_
         proxied["upstream_cpu_us_per_call"] = round((_cpu_s(tls_pid) - fake0) / max(calls, 1) * 1e6, 1)
         proxied["proxy_cpu_us_per_call"] = round(cpu / max(calls, 1) * 1e6, 1)
         proxied["proxy_cpu_share"] = round(cpu / (time.monotonic() - wall0), 2)
-        entry = {"direct": direct, "proxied": proxied,
-                 "added_p50_ms": round(proxied["p50_ms"] - direct["p50_ms"], 3),
-                 "added_p99_ms": round(proxied["p99_ms"] - direct["p99_ms"], 3)}
-        if mode == "stream":
-            entry["ttft_added_p50_ms"] = round(proxied["ttft_p50_ms"] - direct["ttft_p50_ms"], 3)
-            entry["ttft_added_p99_ms"] = round(proxied["ttft_p99_ms"] - direct["ttft_p99_ms"], 3)
-        out[mode] = {"latency": entry}
+        out[mode] = {"latency": added(mode, direct, proxied)}
     out["upstream_responses_http2"] = _metric_sum(proxy_port, 'proxy_upstream_responses_total{protocol="HTTP/2"')
     return out
 
@@ -435,13 +440,7 @@ def orchestrate(args: argparse.Namespace) -> dict:
                     proxied["proxy_cpu_share"] = round(cpu / (time.monotonic() - wall0), 2)
                     if rate == 0:
                         proxied["rps_per_full_core"] = round(1e6 / max(proxied["proxy_cpu_us_per_call"], 1))
-                    entry = {"direct": direct, "proxied": proxied,
-                             "added_p50_ms": round(proxied["p50_ms"] - direct["p50_ms"], 3),
-                             "added_p99_ms": round(proxied["p99_ms"] - direct["p99_ms"], 3)}
-                    if mode == "stream":
-                        entry["ttft_added_p50_ms"] = round(proxied["ttft_p50_ms"] - direct["ttft_p50_ms"], 3)
-                        entry["ttft_added_p99_ms"] = round(proxied["ttft_p99_ms"] - direct["ttft_p99_ms"], 3)
-                    res[phase] = entry
+                    res[phase] = added(mode, direct, proxied)
                 results[mode] = res
             if args.http2:
                 results["http2"] = _http2_phase(args, proxy.pid, proxy_port, tls_port, tls_fake.pid, ca)

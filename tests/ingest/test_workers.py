@@ -51,13 +51,22 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_workers_share_connections_restart_and_stop(kafka_settings: Settings):
-    gw = make_gateway(kafka_settings, AGENTTRACE_GATEWAY_WORKERS="2")
+def _two_workers(settings: Settings) -> tuple:
+    """A gateway started with two workers, once both run: (gateway, worker pids)."""
+    gw = make_gateway(settings, AGENTTRACE_GATEWAY_WORKERS="2")
     gw.start()
     assert gw.proc is not None
     try:
         wait_for(lambda: len(_workers(gw.proc.pid)) == 2, timeout=20, what="two workers")
-        workers = _workers(gw.proc.pid)
+    except BaseException:
+        gw.stop()
+        raise
+    return gw, _workers(gw.proc.pid)
+
+
+def test_workers_share_connections_restart_and_stop(kafka_settings: Settings):
+    gw, workers = _two_workers(kafka_settings)
+    try:
         # Each worker listens on the port with a socket of its own.
         wait_for(lambda: all(_owned(w, _server_side_connections(gw.port, "0A")) == 1 for w in workers), timeout=30,
                  what="every worker listening")
@@ -99,12 +108,8 @@ def test_workers_share_connections_restart_and_stop(kafka_settings: Settings):
 
 
 def test_workers_exit_when_the_supervisor_is_killed(kafka_settings: Settings):
-    gw = make_gateway(kafka_settings, AGENTTRACE_GATEWAY_WORKERS="2")
-    gw.start()
-    assert gw.proc is not None
+    gw, workers = _two_workers(kafka_settings)
     try:
-        wait_for(lambda: len(_workers(gw.proc.pid)) == 2, timeout=20, what="two workers")
-        workers = _workers(gw.proc.pid)
         gw.proc.kill()
         gw.proc.wait()
         wait_for(lambda: not any(_alive(w) for w in workers), timeout=30, what="orphaned workers to exit")
