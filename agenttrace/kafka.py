@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from schemas.events import SCHEMA_VERSION, EventBase
@@ -26,7 +27,9 @@ def make_producer(settings: Settings, **overrides: Any):
     return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **{**PRODUCER_DEFAULTS, **overrides})
 
 
+@functools.cache
 def event_headers(event_type: str) -> list[tuple[str, bytes]]:
+    """One header list per event type, shared by every record of that type: producers only read it."""
     return [("event_type", event_type.encode()), ("schema_version", SCHEMA_VERSION.encode()),
             ("content-type", b"application/json")]
 

@@ -8,14 +8,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agenttrace.kafka import event_headers
+from agenttrace.kafka import event_record
 from ingest.publisher import Record
-from schemas.events import EVENT_TYPES, EventValidationError, parse_events
+from schemas.events import EventValidationError, parse_events
 from schemas.normalize import normalize_event
-from schemas.topics import event_key
 
 MAX_EVENT_BYTES = 1_000_000  # below the events topic's max.message.bytes (1048588)
-_HEADERS = {t: event_headers(t) for t in EVENT_TYPES}
 
 
 @dataclass
@@ -59,20 +57,17 @@ def build_batch(raw_events: list[Any], project_id: str, received_at: datetime | 
     missing = [raw for raw in raw_events if isinstance(raw, dict) and not raw.get("event_id")]
     for raw, event_id in zip(missing, _uuid4_strings(len(missing)), strict=True):
         raw["event_id"] = event_id
-    # Records as `agenttrace.kafka.event_record` makes them, with one header list per event type shared
-    # by the batch's records (the producer only reads them).
     append = batch.records.append
     types = []
     for i, event in enumerate(parse_events(raw_events)):
         if isinstance(event, EventValidationError):
             batch.reject(i, event.errors)
             continue
-        normalize_event(event, project_id, now)
-        value = event.to_json()
-        if len(value) > MAX_EVENT_BYTES:
-            batch.reject(i, _too_large(len(value)))
+        record = event_record(normalize_event(event, project_id, now))
+        if len(record[1]) > MAX_EVENT_BYTES:
+            batch.reject(i, _too_large(len(record[1])))
             continue
-        append((event_key(event.project_id, event.agent_id), value, _HEADERS[event.type]))
+        append(record)
         types.append(event.type)
     batch.types.update(types)
     return batch
