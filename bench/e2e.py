@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             samplers[name] = RssSampler(proc.pid)
             samplers[name].start()
         payloads, _ = bodies(200, 500)
+        if broker_pid := stack.read_pid(stack.paths(broker)):
+            samplers["broker"] = RssSampler(broker_pid)
+        cpu0 = {name: s.cpu_seconds() for name, s in samplers.items()}
+        own0 = time.process_time()
         t0 = time.time()
         url = p.url("gateway") + "/api/events"
         if args.rate > 0:
@@ -86,10 +90,14 @@ def main(argv: list[str] | None = None) -> int:
             calls = api.get("/api/stats/summary", params=window).json().get("calls") or 0
             if calls != last:
                 last, stable_since = calls, time.time()
+                cpu_done = {name: s.cpu_seconds() for name, s in samplers.items()}
+                own_done = time.process_time()
             elif calls > 0 and time.time() - stable_since > 20:
                 break
             time.sleep(0.5)
         landed_at = stable_since
+        cpu = {name: round(cpu_done[name] - cpu0[name], 1) for name in samplers}
+        cpu["load_generator"] = round(own_done - own0, 1)
         rss = {name: round(s.peak_mb, 1) for name, s in samplers.items()}
         p.kill("store", sig=15)
         ch = clickhouse_figures(p)
@@ -113,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         "freshness_p99_ms": ch["p99_ms"],
         "rollups_complete_seconds_after_load": round(landed_at - sent_end, 1),
         "rss_mb": rss,
+        # CPU seconds per process from the first send until the rollups were complete, and per event landed
+        # (what 2 cores can carry: 2e6 / sum of cpu_us_per_event events/s)
+        "cpu_s": cpu,
+        "cpu_us_per_event": {name: round(v * 1e6 / max(1, ch["rows"]), 1) for name, v in cpu.items()},
     }
     print(json.dumps(out))
     return 0

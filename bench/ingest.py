@@ -104,6 +104,17 @@ class RssSampler(threading.Thread):
                 pass
         return total / 1024
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the process tree so far (children still running)."""
+        total = 0
+        for p in self.tree():
+            try:
+                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+            except (OSError, IndexError, ValueError):
+                pass
+        return total / os.sysconf("SC_CLK_TCK")
+
     def run(self) -> None:
         while not self.stop.is_set():
             self.peak_mb = max(self.peak_mb, self.rss_mb())
