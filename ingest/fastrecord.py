@@ -174,6 +174,7 @@ _builtins = msgspec.to_builtins
 # TypeError for what it cannot encode (the full path then takes pydantic's serializer: so do we).
 _KEEP = (datetime, date, time, timedelta, UUID, Decimal, bytes, bytearray, memoryview)
 _dumps = orjson.dumps
+_encode = msgspec.json.Encoder().encode
 _UTC_Z = orjson.OPT_UTC_Z
 
 
@@ -211,12 +212,9 @@ def _seed_status(ev: _LlmCall | _Error) -> bool:
 
 
 def _past_micros(value: Any) -> bool:
-    """A time written with more than 6 fractional digits: msgspec rounds them, pydantic truncates."""
-    if type(value) is not str:
-        return False  # a datetime object: exact already
-    dot = value.find(".", 19)
-    seven = value[dot + 1:dot + 8]
-    return dot > 0 and len(seven) == 7 and seven.isdigit()
+    """A time written with more than 6 fractional digits: msgspec rounds them, pydantic truncates.
+    msgspec reads only "YYYY-MM-DDTHH:MM:SS[.f...]<zone>", so a fraction starts at index 19."""
+    return type(value) is str and value[19:20] == "." and value[20:27].isdigit()
 
 
 def fast_record(raw: Any, project_id: str, received_at: datetime) -> tuple[bytes, bytes, list[tuple[str, bytes]]] | None:
@@ -265,8 +263,14 @@ def fast_record(raw: Any, project_id: str, received_at: datetime) -> tuple[bytes
         ev.pricing_version = PRICING_VERSION
     elif cls is _Error and ev.status is not UNSET and not _seed_status(ev):
         return None
-    try:
-        value = _dumps(_builtins(ev, builtin_types=_KEEP), option=_UTC_Z)
-    except TypeError:
-        return None
+    if not ev.metadata and (cls is not _Span or not ev.attributes) and (
+            cls is not _Score or ev.value is UNSET or -1e16 < ev.value < 1e16):
+        # msgspec writes what orjson writes except floats of 1e16 and up ("1e16", orjson "1e+16"): the
+        # event's own floats are bounded below that; free-form maps and scores take orjson.
+        value = _encode(ev)
+    else:
+        try:
+            value = _dumps(_builtins(ev, builtin_types=_KEEP), option=_UTC_Z)
+        except TypeError:
+            return None
     return f"{project_id}/{ev.agent_id}".encode(), value, event_headers(kind)
