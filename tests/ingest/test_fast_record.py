@@ -195,3 +195,19 @@ def test_build_batch_is_the_same_with_and_without_the_fast_path(monkeypatch: pyt
     assert fast.rejected == full.rejected
     assert fast.types == full.types
     assert fast.accepted > 0 and fast.rejected
+
+
+def test_assigned_ids_and_realistic_batches_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    _, docs = bodies(1, 500, seed=3)
+    taken: list[bool] = []
+
+    def counting(raw: Any, project_id: str, received_at: datetime) -> Any:
+        record = fast_record(raw, project_id, received_at)
+        taken.append(record is not None)
+        return record
+
+    monkeypatch.setattr(batch_module, "fast_record", counting)
+    batch = build_batch(docs[0], "proj", NOW)  # no event ids: the gateway assigns them
+    assert batch.accepted == 500 and all(taken) and len(taken) == 500
+    for _, value, _ in batch.records:
+        assert str(uuid.UUID(orjson.loads(value)["event_id"])) == orjson.loads(value)["event_id"]
