@@ -244,6 +244,12 @@ def fast_record(raw: Any, project_id: str, received_at: datetime) -> tuple[bytes
                 return None  # out of range in UTC: the full path decides (as before)
     if cls is _Span and ev.end_time is not UNSET and _past_micros(raw["end_time"]):
         return None
+    sent = ev.received_at  # replaced below; the envelope's UTC conversion of it can still overflow
+    if sent is not UNSET and sent is not None and sent.tzinfo is not UTC:
+        try:
+            sent.astimezone(UTC)
+        except OverflowError:
+            return None
     ev.received_at = received_at
     ev.project_id = project_id
     if cls is _LlmCall:
