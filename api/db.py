@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from prometheus_client import Histogram
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -48,6 +48,13 @@ class Limits(BaseSettings):
     share_queries: bool = True
     cache_seconds: float = 2.0
     cache_entries: int = 512
+    # Dashboard queries running in ClickHouse at once (0 = no limit); the rest wait their turn.
+    # chDB runs queries in this process: twenty at once on two cores only time-slice and evict
+    # each other's caches, costing more CPU per query than a short queue does.
+    concurrent_queries: int = 0
+    # The traces table sums up to this many rows of its newest traces in Python (cheaper than
+    # planning fifteen aggregates in ClickHouse); more rows fall back to the SQL aggregates.
+    traces_python_rows: int = 5000
 
 
 class Db:
@@ -57,6 +64,8 @@ class Db:
         self.database = client.database
         self._cache: dict[tuple, tuple[float, list[dict[str, Any]]]] = {}
         self._inflight: dict[tuple, asyncio.Future] = {}  # asyncio tasks
+        n = self.limits.concurrent_queries
+        self._limiter = CapacityLimiter(n) if n > 0 else None
 
     def _settings(self, export: bool = False) -> str:
         # prefer_column_name_to_alias: `sum(calls) AS calls` may be reused as `sum(calls) / …`.
@@ -71,17 +80,18 @@ class Db:
                 f"result_overflow_mode='throw', max_memory_usage={int(lim.max_memory_usage)}, "
                 "date_time_output_format='iso', prefer_column_name_to_alias=1")
 
-    def rows_sync(self, name: str, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def rows_sync(self, name: str, sql: str, params: dict[str, Any], settings: str = "") -> list[dict[str, Any]]:
+        """`settings`: more `name=value` pairs for this query only (from code, never from a request)."""
         started = time.perf_counter()
         try:
-            return self.client.query(sql + self._settings(), params)
+            return self.client.query(sql + self._settings() + (f", {settings}" if settings else ""), params)
         except Exception as exc:
             raise translate(exc, name) from None
         finally:
             QUERY_SECONDS.labels(name).observe(time.perf_counter() - started)
 
-    async def rows(self, name: str, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        return await to_thread.run_sync(self.rows_sync, name, sql, params)
+    async def rows(self, name: str, sql: str, params: dict[str, Any], settings: str = "") -> list[dict[str, Any]]:
+        return await to_thread.run_sync(self.rows_sync, name, sql, params, settings, limiter=self._limiter)
 
     async def shared_rows(self, name: str, sql: str, params: dict[str, Any],
                           shape: Callable[[list[dict[str, Any]]], Any] | None = None) -> Any:

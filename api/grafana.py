@@ -174,13 +174,28 @@ async def run_target(db: Db, key: ApiKey, target: dict[str, Any], tr: TimeRange,
             r["day_cost_usd"] = day_totals[r["day"]]
         return [_table(q.COST_COLUMNS, rows, refid)]
     limit = _limit(payload, db)
-    builders = {"traces": (q.traces_query, q.TRACE_COLUMNS), "observations": (q.observations_query,
-                q.OBSERVATION_COLUMNS), "scores": (q.scores_query, q.SCORE_COLUMNS),
+    if name == "traces":
+        return [_table(q.TRACE_COLUMNS, await traces_table(db, dbn, project, tr, filters, limit), refid)]
+    builders = {"observations": (q.observations_query, q.OBSERVATION_COLUMNS), "scores": (q.scores_query, q.SCORE_COLUMNS),
                 "alerts": (q.alerts_table_query, q.ALERT_COLUMNS)}
     build, columns = builders[name]
     sql, params = build(dbn, project, tr, filters, limit)
     rows = await db.rows(name, sql, params)
     return [_table(columns, rows, refid)]
+
+
+async def traces_table(db: Db, dbn: str, project: str, tr: TimeRange, filters: list[Filter],
+                       limit: int) -> list[dict[str, Any]]:
+    """The newest traces, summed up in Python when their rows are few (the common case), else by
+    ClickHouse; both give the same rows."""
+    cap = db.limits.traces_python_rows
+    if cap > 0:
+        sql, params = q.traces_rows_query(dbn, project, tr, filters, limit, cap)
+        rows = await db.rows("traces", sql, params, q.TRACES_SETTINGS)
+        if len(rows) <= cap:
+            return q.aggregate_traces(rows, limit)
+    sql, params = q.traces_query(dbn, project, tr, filters, limit)
+    return await db.rows("traces_sql", sql, params, q.TRACES_SETTINGS)
 
 
 async def distinct_values(db: Db, key: ApiKey, variable: str, tr: TimeRange) -> list[str]:

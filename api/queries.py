@@ -324,6 +324,23 @@ TRACE_COLUMNS = [("start_time", "time"), ("trace_id", "string"), ("name", "strin
                  ("tokens_out", "number"), ("latency_ms", "number"), ("tags", "string")]
 
 
+# Aggregating queries also try the implicit min/max/count projection, planned per query at a cost
+# of ~2 ms; it can never answer a per-trace table (whatever answers, the rows are the same).
+TRACES_SETTINGS = "optimize_use_implicit_projections=0"
+
+
+def _newest_traces(sql: Sql, db: str, tr: TimeRange, filters: list[Filter], limit: int) -> tuple[str, str, str]:
+    """(WITH clause naming `newest` = (ids, oldest start), the filter conditions, the bound limit)."""
+    conds = where([f"project_id = {sql.project}", sql.time("timestamp", tr), "trace_id != ''",
+                   *sql.filters(filters, EVENT_COLS)])
+    lim = sql.bind(limit, "UInt32")
+    text = f"""
+WITH (SELECT tuple(groupArray(trace_id), min(start)) FROM (
+        SELECT trace_id, min(timestamp) AS start FROM {table(db, 'events')} WHERE {conds}
+        GROUP BY trace_id ORDER BY start DESC, trace_id LIMIT {lim})) AS newest"""
+    return text, conds, lim
+
+
 def traces_query(db: str, project: str, tr: TimeRange, filters: list[Filter], limit: int) -> tuple[str, dict]:
     """The `limit` traces that started last, each aggregated over its rows matching the filters.
 
@@ -331,15 +348,11 @@ def traces_query(db: str, project: str, tr: TimeRange, filters: list[Filter], li
     ids and their start, from the few narrow columns of the filter (no FINAL needed: a redelivered
     twin changes neither a trace's first timestamp nor the set of ids); then the aggregates over
     those ids only, from the start of the oldest of them on (every row of a trace lies at or after
-    its start, so the bound drops nothing and lets the sorting key skip all older hours)."""
+    its start, so the bound drops nothing and lets the sorting key skip all older hours).
+    `traces_rows_query` + `aggregate_traces` give the same answer with the second step in Python."""
     sql = Sql(project)
-    conds = where([f"project_id = {sql.project}", sql.time("timestamp", tr), "trace_id != ''",
-                   *sql.filters(filters, EVENT_COLS)])
-    lim = sql.bind(limit, "UInt32")
-    text = f"""
-WITH (SELECT tuple(groupArray(trace_id), min(start)) FROM (
-        SELECT trace_id, min(timestamp) AS start FROM {table(db, 'events')} WHERE {conds}
-        GROUP BY trace_id ORDER BY start DESC, trace_id LIMIT {lim})) AS newest
+    newest, conds, lim = _newest_traces(sql, db, tr, filters, limit)
+    text = f"""{newest}
 SELECT toUnixTimestamp64Milli(min(timestamp)) AS start_time, trace_id,
        argMinIf(name, timestamp, name != '') AS name, argMin(agent_id, timestamp) AS agent_id,
        anyIf(user_id, user_id != '') AS user_id, anyIf(session_id, session_id != '') AS session_id,
@@ -352,6 +365,74 @@ SELECT toUnixTimestamp64Milli(min(timestamp)) AS start_time, trace_id,
 FROM {table(db, 'events')} FINAL WHERE {conds} AND trace_id IN newest.1 AND timestamp >= newest.2
 GROUP BY trace_id ORDER BY start_time DESC, trace_id LIMIT {lim}"""
     return text, sql.params
+
+
+def traces_rows_query(db: str, project: str, tr: TimeRange, filters: list[Filter], limit: int,
+                      max_rows: int) -> tuple[str, dict]:
+    """The rows `traces_query` aggregates (same two steps, same FINAL), at most `max_rows` + 1 of them,
+    in the order ClickHouse reads them; `aggregate_traces` sums them up. Planning the fifteen
+    aggregates costs ClickHouse more CPU than summing a few hundred rows costs Python."""
+    sql = Sql(project)
+    newest, conds, _ = _newest_traces(sql, db, tr, filters, limit)
+    text = f"""{newest}
+SELECT toUnixTimestamp64Milli(timestamp) AS ts, trace_id, name, agent_id, user_id, session_id, release, type,
+       status_code, cost_usd, tokens_in, tokens_out, latency_ms, tags
+FROM {table(db, 'events')} FINAL WHERE {conds} AND trace_id IN newest.1 AND timestamp >= newest.2
+LIMIT {sql.bind(max_rows + 1, 'UInt64')}"""
+    return text, sql.params
+
+
+def _json_number(x: float) -> float | int:
+    # ClickHouse writes a whole Float64 without a fraction ("12"), which reads back as an int.
+    return int(x) if x.is_integer() and abs(x) < 2**53 else x
+
+
+def aggregate_traces(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """`traces_query`'s aggregates over `traces_rows_query`'s rows, value for value: the same
+    sequential Float64 sums in the same row order, the first row winning ties as ClickHouse's
+    argMin/anyIf do, tags sorted by code point (= UTF-8 byte order)."""
+    acc: dict[str, list[Any]] = {}
+    # Per trace: start, name ts, name, agent ts, agent, user, session, release, events, calls, errors,
+    # cost, tokens in, tokens out, end (ts + latency), tags.
+    for r in rows:
+        ts = r["ts"]
+        a = acc.get(r["trace_id"])
+        if a is None:
+            a = acc[r["trace_id"]] = [ts, None, "", ts, r["agent_id"], "", "", "", 0, 0, 0, 0.0, 0, 0,
+                                      float("-inf"), set()]
+        if ts < a[0]:
+            a[0] = ts
+        if r["name"] and (a[1] is None or ts < a[1]):
+            a[1], a[2] = ts, r["name"]
+        if ts < a[3]:
+            a[3], a[4] = ts, r["agent_id"]
+        if not a[5] and r["user_id"]:
+            a[5] = r["user_id"]
+        if not a[6] and r["session_id"]:
+            a[6] = r["session_id"]
+        if not a[7] and r["release"]:
+            a[7] = r["release"]
+        a[8] += 1
+        if r["type"] == "llm_call":
+            a[9] += 1
+            if (r["status_code"] or 0) >= 400:
+                a[10] += 1
+        elif r["type"] == "error":
+            a[10] += 1
+        a[11] += float(r["cost_usd"] or 0)
+        a[12] += r["tokens_in"] or 0
+        a[13] += r["tokens_out"] or 0
+        end = float(ts) + float(r["latency_ms"] or 0)
+        if end > a[14]:
+            a[14] = end
+        if r["tags"]:
+            a[15].update(r["tags"])
+    ordered = sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[0]))[:limit]
+    return [{"start_time": a[0], "trace_id": tid, "name": a[2], "agent_id": a[4], "user_id": a[5],
+             "session_id": a[6], "release": a[7], "events": a[8], "calls": a[9], "errors": a[10],
+             "cost_usd": _json_number(a[11]), "tokens_in": a[12], "tokens_out": a[13],
+             "latency_ms": _json_number(a[14] - a[0]), "tags": ",".join(sorted(a[15]))}
+            for tid, a in ordered]
 
 
 OBSERVATION_COLUMNS = [("time", "time"), ("type", "string"), ("trace_id", "string"), ("span_id", "string"),

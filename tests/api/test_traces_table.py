@@ -83,3 +83,42 @@ async def test_sketch_quantile_equals_the_merged_map_rule(env):
             rows = env.ch.query(sql, src.params)
             assert len(rows) > 20 and any(r["n"] > 1 for r in rows)
             assert all(r["new"] == r["old"] for r in rows), [r for r in rows if r["new"] != r["old"]][:3]
+
+
+TRACE_CASES = [
+    ({"limit": 7}, []),
+    ({"limit": 1000}, []),
+    ({"limit": 5, "model": "gpt-4o"}, []),
+    ({"limit": 4, "agent": "coder"}, [{"key": "tag", "operator": "=", "value": "prod"}]),
+    ({"limit": 50, "name": "plan"}, [{"key": "model", "operator": "!=", "value": "gpt-4o"}]),
+]
+
+
+@pytest.mark.parametrize("payload,adhoc", TRACE_CASES)
+async def test_python_sums_equal_the_clickhouse_aggregates(env, payload, adhoc):
+    """The fast path (rows summed in Python) gives exactly the SQL aggregates' rows, floats included
+    (the data set has many events per trace, nulls, and redelivered twins that FINAL folds)."""
+    from api.params import adhoc_filters, payload_filters
+
+    db, limit = env.app.state.db, int(payload["limit"])
+    filters = [*payload_filters(payload), *adhoc_filters(adhoc)]
+    tr = TimeRange(env.ds.start, env.ds.end)
+    sql, params = queries.traces_query(env.db, "proj_a", tr, filters, limit)
+    slow = db.rows_sync("t", sql, params, queries.TRACES_SETTINGS)
+    sql, params = queries.traces_rows_query(env.db, "proj_a", tr, filters, limit, 100_000)
+    rows = db.rows_sync("t", sql, params, queries.TRACES_SETTINGS)
+    assert slow and len(rows) > len(slow)
+    assert queries.aggregate_traces(rows, limit) == slow
+
+
+async def test_traces_with_more_rows_than_the_python_cap_come_from_sql(env, monkeypatch):
+    payload = {"limit": 20}
+    fast = await _table(env, payload)
+
+    def refuse(rows, limit):
+        raise AssertionError("more rows than the cap must not be summed in Python")
+
+    env.app.state.db.limits.traces_python_rows = 10  # the newest 20 traces have far more rows
+    monkeypatch.setattr(queries, "aggregate_traces", refuse)
+    slow = await _table(env, payload)
+    assert len(fast) == 20 and slow == fast
