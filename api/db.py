@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from anyio import CapacityLimiter, to_thread
+from anyio import to_thread
 from prometheus_client import Histogram
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -48,10 +48,6 @@ class Limits(BaseSettings):
     share_queries: bool = True
     cache_seconds: float = 2.0
     cache_entries: int = 512
-    # Dashboard queries running in ClickHouse at once (0 = no limit); the rest wait their turn.
-    # chDB runs queries in this process: twenty at once on two cores only time-slice and evict
-    # each other's caches, costing more CPU per query than a short queue does.
-    concurrent_queries: int = 0
     # The traces table sums up to this many rows of its newest traces in Python (cheaper than
     # planning fifteen aggregates in ClickHouse); more rows fall back to the SQL aggregates.
     traces_python_rows: int = 5000
@@ -64,8 +60,6 @@ class Db:
         self.database = client.database
         self._cache: dict[tuple, tuple[float, list[dict[str, Any]]]] = {}
         self._inflight: dict[tuple, asyncio.Future] = {}  # asyncio tasks
-        n = self.limits.concurrent_queries
-        self._limiter = CapacityLimiter(n) if n > 0 else None
 
     def _settings(self, export: bool = False) -> str:
         # prefer_column_name_to_alias: `sum(calls) AS calls` may be reused as `sum(calls) / …`.
@@ -91,7 +85,7 @@ class Db:
             QUERY_SECONDS.labels(name).observe(time.perf_counter() - started)
 
     async def rows(self, name: str, sql: str, params: dict[str, Any], settings: str = "") -> list[dict[str, Any]]:
-        return await to_thread.run_sync(self.rows_sync, name, sql, params, settings, limiter=self._limiter)
+        return await to_thread.run_sync(self.rows_sync, name, sql, params, settings)
 
     async def shared_rows(self, name: str, sql: str, params: dict[str, Any],
                           shape: Callable[[list[dict[str, Any]]], Any] | None = None) -> Any:
