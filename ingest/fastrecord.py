@@ -26,6 +26,7 @@ from msgspec import UNSET, Meta, UnsetType, field
 from agenttrace.kafka import event_headers
 from schemas.events import MAX_LATENCY_MS, MAX_TOKENS
 from schemas.pricing import PRICING_VERSION, cost_usd, priced_model
+from schemas.topics import event_key
 
 
 def _s(max_length: int | None = None, min_length: int | None = None) -> Any:
@@ -279,4 +280,4 @@ def fast_record(raw: Any, project_id: str, received_at: datetime) -> tuple[bytes
             value = _dumps(_builtins(ev, builtin_types=_KEEP), option=_UTC_Z)
         except TypeError:
             return None
-    return f"{project_id}/{ev.agent_id}".encode(), value, event_headers(kind)
+    return event_key(project_id, ev.agent_id), value, event_headers(kind)
