@@ -188,7 +188,7 @@ async def traces_table(db: Db, dbn: str, project: str, tr: TimeRange, filters: l
                        limit: int) -> list[dict[str, Any]]:
     """The newest traces, summed up in Python when their rows are few (the common case), else by
     ClickHouse; both give the same rows."""
-    cap = db.limits.traces_python_rows
+    cap = min(db.limits.traces_python_rows, db.limits.max_result_rows - 1)
     if cap > 0:
         sql, params = q.traces_rows_query(dbn, project, tr, filters, limit, cap)
         rows = await db.rows("traces", sql, params, q.TRACES_SETTINGS)
