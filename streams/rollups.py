@@ -68,12 +68,14 @@ class FlowSpec:
 
 
 def _dlq(spec: FlowSpec, raw: Raw, part: str, reason: str, detail: str = "") -> Record:
-    key, value, headers, offset = raw
-    extra = [("reason", reason.encode()), ("original_topic", spec.events_topic.encode()),
-             ("original_partition", part.encode()), ("original_offset", str(offset).encode())]
+    # The original record's own headers are not carried (the source does not read them, see
+    # kafka_io.Raw); topic, partition and offset lead back to it, key and value are copied.
+    key, value, offset = raw
+    headers = [("reason", reason.encode()), ("original_topic", spec.events_topic.encode()),
+               ("original_partition", part.encode()), ("original_offset", str(offset).encode())]
     if detail:
-        extra.append(("error", detail[:1000].encode()))
-    return (spec.dlq_topic, key, value, list(headers) + extra)
+        headers.append(("error", detail[:1000].encode()))
+    return (spec.dlq_topic, key, value, headers)
 
 
 class WindowLogic(StatefulBatchLogic):
@@ -96,25 +98,28 @@ class WindowLogic(StatefulBatchLogic):
         seen: dict[tuple[str, str], float] = {}
         res = Outcome()
         n = 0
+        # Per-event loop: names hoisted into locals, the timestamp computed once (it is hot).
+        reprice = spec.reprice
+        decode = event_from_json if reprice else decode_event  # repricing needs the whole llm call
+        add, seen_get = w.add, seen.get
         for part, batch in values:
             self.part = part
             for raw in batch:
                 try:
-                    # Replay with repricing needs the whole llm call; live, the windows' fields suffice.
-                    ev = event_from_json(raw[1] or b"") if spec.reprice else decode_event(raw[1] or b"")
+                    ev = decode(raw[1] or b"")
                 except EventValidationError as exc:
                     metrics.INVALID.inc()
                     out.append(("out", _dlq(spec, raw, self.part, "invalid", str(exc))))
                     continue
                 n += 1
-                if spec.reprice and isinstance(ev, LlmCall):
+                if reprice and isinstance(ev, LlmCall):
                     price_event(ev)
-                if not w.add(ev, res):
+                ts = ev.timestamp.timestamp()
+                if not add(ev, res, ts):
                     out.append(("out", _dlq(spec, raw, self.part, "late")))
                     metrics.LATE.labels("too_late").inc()
                 pa = (ev.project_id, ev.agent_id)
-                ts = ev.timestamp.timestamp()
-                if seen.get(pa, -1.0) < ts:
+                if seen_get(pa, -1.0) < ts:
                     seen[pa] = ts
         metrics.EVENTS.labels(spec.flow_name).inc(n)
         if res.late:

@@ -126,20 +126,25 @@ class PartitionWindows:
     def window_of(self, ts: float) -> int:
         return int(ts // self.width) * self.width
 
-    def add(self, ev: Any, out: Outcome) -> bool:
+    def add(self, ev: Any, out: Outcome, ts: float | None = None) -> bool:
         """Fold one decoded event in (a `schemas.events` event or a `streams.decode.StreamEvent`);
-        False if it is too late (the caller dead-letters it)."""
-        ts = ev.timestamp.timestamp()
-        start = self.window_of(ts)
-        end = start + self.width
-        if end + self.lateness <= self.watermark:
+        False if it is too late (the caller dead-letters it). `ts`: the event's epoch seconds, if
+        the caller already has them."""
+        if ts is None:
+            ts = ev.timestamp.timestamp()
+        width = self.width
+        start = int(ts // width) * width
+        end = start + width
+        wm = self.watermark
+        if end + self.lateness <= wm:
             return False
-        if end <= self.watermark:
+        if end <= wm:
             out.late += 1
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
         # Per event, so the late/too-late decision does not depend on batch boundaries.
-        self.watermark = max(self.watermark, ts - self.wait)
+        if ts - self.wait > wm:
+            self.watermark = ts - self.wait
         kind = ev.type
         if kind == "llm_call":
             dims = (ev.project_id, ev.agent_id, ev.provider, ev.model)
