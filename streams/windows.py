@@ -102,12 +102,15 @@ def rollup_record(win_start: int, width: int, dims: Dims, agg: Agg) -> tuple[byt
 
 @dataclass
 class Outcome:
-    """What one batch produced: rollups to emit and counters."""
+    """What one batch produced: rollups to emit and counters. One per batch: its adds, then its flush."""
 
     rollups: list[tuple[bytes, bytes]] = field(default_factory=list)
     touched: set[WinKey] = field(default_factory=set)  # windows changed by this batch
     late: int = 0
     emit_lags: list[float] = field(default_factory=list)
+    # ids of the aggregates already marked dirty/touched since the last flush: an int lookup per
+    # event instead of hashing the nested window key twice (cleared by flush, which may drop aggs).
+    marked: set[int] = field(default_factory=set)
 
 
 class PartitionWindows:
@@ -160,8 +163,11 @@ class PartitionWindows:
             agg.add_call(ev)
         else:
             agg.add_error()
-        self.dirty.add(wk)
-        out.touched.add(wk)
+        aid = id(agg)
+        if aid not in out.marked:
+            out.marked.add(aid)
+            self.dirty.add(wk)
+            out.touched.add(wk)
         return True
 
     def advance_idle(self, idle_seconds: float) -> None:
@@ -172,6 +178,7 @@ class PartitionWindows:
     def flush(self, out: Outcome, everything: bool = False, now: float | None = None) -> None:
         """Emit every dirty window the watermark has passed (all of them at end of input); forget
         windows past their allowed lateness."""
+        out.marked.clear()
         wm = float("inf") if everything else self.watermark
         for wk in sorted(self.dirty):
             start = wk[0]

@@ -72,3 +72,20 @@ def test_routing_matches_bytewax_placement():
     cli_main(flow, workers_per_process=3)
     assert seen == {k: worker_of(k, 3) for k in keys}
     assert [seen[partition_key(p, 3)] for p in range(6)] == [0, 1, 2, 0, 1, 2]
+
+
+def test_every_changed_window_is_dirty_and_touched_once_per_batch_and_again_after_a_flush():
+    w = PartitionWindows(60, wait=0, lateness=600)
+    out = Outcome()
+    for sec in (1, 2, 3, 61, 62):
+        assert w.add(call(sec, agent="a" if sec < 3 else "b"), out)
+    s0 = int(T0.timestamp())
+    keys = {(s0, ("p", "a", "x", "m")), (s0, ("p", "b", "x", "m")), (s0 + 60, ("p", "b", "x", "m"))}
+    assert out.touched == keys and w.dirty == keys
+    w.flush(out)  # watermark 62: the first minute closes
+    assert w.dirty == {(s0 + 60, ("p", "b", "x", "m"))} and len(out.rollups) == 2
+    # A correction after the flush re-marks the window in the same Outcome, and `ts` given == derived.
+    assert w.add(call(4, agent="a"), out, (T0 + timedelta(seconds=4)).timestamp())
+    assert w.dirty == {(s0, ("p", "a", "x", "m")), (s0 + 60, ("p", "b", "x", "m"))} and out.late == 1
+    w.flush(out)
+    assert orjson.loads(out.rollups[-1][1])["version"] == 3
