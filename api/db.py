@@ -87,14 +87,19 @@ class Db:
     async def rows(self, name: str, sql: str, params: dict[str, Any], settings: str = "") -> list[dict[str, Any]]:
         return await to_thread.run_sync(self.rows_sync, name, sql, params, settings)
 
+    def _shaped_sync(self, name: str, sql: str, params: dict[str, Any],
+                     shape: Callable[[list[dict[str, Any]]], Any] | None, settings: str) -> Any:
+        rows = self.rows_sync(name, sql, params, settings)
+        return shape(rows) if shape else rows
+
     async def shared_rows(self, name: str, sql: str, params: dict[str, Any],
-                          shape: Callable[[list[dict[str, Any]]], Any] | None = None) -> Any:
-        """Like rows() (or `shape(rows)`), for read-only use of the result: equal queries share one
-        execution and, for `cache_seconds`, one answer. Callers must not modify what they get."""
+                          shape: Callable[[list[dict[str, Any]]], Any] | None = None, settings: str = "") -> Any:
+        """Like rows() (or `shape(rows)`, worked out in the query's thread), for read-only use of the
+        result: equal queries share one execution and, for `cache_seconds`, one answer. Callers must
+        not modify what they get."""
         if not self.limits.share_queries:
-            rows = await self.rows(name, sql, params)
-            return shape(rows) if shape else rows
-        key = (sql, tuple(sorted(params.items())), shape)
+            return await to_thread.run_sync(self._shaped_sync, name, sql, params, shape, settings)
+        key = (sql, tuple(sorted(params.items())), shape, settings)
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit and hit[0] > now:
@@ -102,7 +107,7 @@ class Db:
         task = self._inflight.get(key)
         if task is None:
             # Its own task: a viewer who goes away does not cancel the answer others wait for.
-            task = asyncio.ensure_future(self._fill(key, name, sql, params, shape))
+            task = asyncio.ensure_future(self._fill(key, name, sql, params, shape, settings))
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
             self._inflight[key] = task
         if hit and hit[0] + self.limits.cache_seconds > now:
@@ -112,10 +117,9 @@ class Db:
         return await asyncio.shield(task)
 
     async def _fill(self, key: tuple, name: str, sql: str, params: dict[str, Any],
-                    shape: Callable[[list[dict[str, Any]]], Any] | None) -> Any:
+                    shape: Callable[[list[dict[str, Any]]], Any] | None, settings: str) -> Any:
         try:
-            rows = await self.rows(name, sql, params)
-            result = shape(rows) if shape else rows
+            result = await to_thread.run_sync(self._shaped_sync, name, sql, params, shape, settings)
         finally:
             self._inflight.pop(key, None)
         ttl = self.limits.cache_seconds

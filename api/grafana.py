@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -126,13 +127,14 @@ def _series_name(g: str, field: str, agg: str, grouped: bool) -> str:
     return g if g != "" else "(none)"
 
 
-def _series_shape(field: str, agg: str, grouped: bool) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
-    def shape(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _series_shape(field: str, agg: str, grouped: bool) -> Callable[[list[dict[str, Any]]], list[bytes]]:
+    def shape(rows: list[dict[str, Any]]) -> list[bytes]:
         series: dict[str, list[list[float]]] = {}
         for r in rows:
             if r["v"] is not None:
                 series.setdefault(r["g"], []).append([float(r["v"]), int(r["t"])])
-        return [{"target": _series_name(g, field, agg, grouped), "datapoints": points}
+        # Encoded once per shared answer: serializing the points was a sixth of a cached request.
+        return [orjson.dumps({"target": _series_name(g, field, agg, grouped), "datapoints": points})
                 for g, points in series.items()]
 
     return shape
@@ -142,8 +144,14 @@ def _series_shape(field: str, agg: str, grouped: bool) -> Callable[[list[dict[st
 SERIES_SHAPES = {(f, a, g): _series_shape(f, a, g) for f in q.FIELDS for a in q.AGGREGATIONS for g in (True, False)}
 
 
+def _with_refid(series: bytes, refid: str | None) -> bytes:
+    # An encoded object ends with "}": the refId goes in as its last member.
+    return series[:-1] + b',"refId":' + orjson.dumps(refid) + b"}" if refid else series
+
+
 async def run_target(db: Db, key: ApiKey, target: dict[str, Any], tr: TimeRange, iv: int,
-                     adhoc: list[Filter]) -> list[dict[str, Any]]:
+                     adhoc: list[Filter]) -> list[bytes]:
+    """The target's answer as encoded JSON values (series or one table), elements of the response."""
     name = target.get("target")
     if not isinstance(name, str):
         raise ApiError(400, "each target needs a `target` string naming the metric")
@@ -163,7 +171,7 @@ async def run_target(db: Db, key: ApiKey, target: dict[str, Any], tr: TimeRange,
         mq = q.metric_query(dbn, project, field, agg, group, tr, iv, filters)
         grouped = q.GROUP_ALIASES.get(group, group) != ""
         series = await db.shared_rows(mq.name, mq.sql, mq.params, SERIES_SHAPES[(field, agg, grouped)])
-        return [{**s, "refId": refid} for s in series] if refid else series
+        return [_with_refid(s, refid) for s in series]
     if name == "costs":
         sql, params, src = q.costs_query(dbn, project, tr, filters)
         rows = await db.rows(f"costs_{src}", sql, params)
@@ -172,30 +180,45 @@ async def run_target(db: Db, key: ApiKey, target: dict[str, Any], tr: TimeRange,
             day_totals[r["day"]] = day_totals.get(r["day"], 0.0) + r["cost_usd"]
         for r in rows:
             r["day_cost_usd"] = day_totals[r["day"]]
-        return [_table(q.COST_COLUMNS, rows, refid)]
+        return [orjson.dumps(_table(q.COST_COLUMNS, rows, refid))]
     limit = _limit(payload, db)
     if name == "traces":
-        return [_table(q.TRACE_COLUMNS, await traces_table(db, dbn, project, tr, filters, limit), refid)]
+        rows = await traces_table(db, dbn, project, tr, filters, limit)
+        return [orjson.dumps(_table(q.TRACE_COLUMNS, rows, refid))]
     builders = {"observations": (q.observations_query, q.OBSERVATION_COLUMNS), "scores": (q.scores_query, q.SCORE_COLUMNS),
                 "alerts": (q.alerts_table_query, q.ALERT_COLUMNS)}
     build, columns = builders[name]
     sql, params = build(dbn, project, tr, filters, limit)
     rows = await db.rows(name, sql, params)
-    return [_table(columns, rows, refid)]
+    return [orjson.dumps(_table(columns, rows, refid))]
+
+
+@dataclass(frozen=True)
+class _TracesShape:
+    """Sums the newest traces' rows up in Python, or None past `cap` rows. Equal by value: it is part of
+    the shared-query key."""
+
+    limit: int
+    cap: int
+
+    def __call__(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        return q.aggregate_traces(rows, self.limit) if len(rows) <= self.cap else None
 
 
 async def traces_table(db: Db, dbn: str, project: str, tr: TimeRange, filters: list[Filter],
                        limit: int) -> list[dict[str, Any]]:
     """The newest traces, summed up in Python when their rows are few (the common case), else by
-    ClickHouse; both give the same rows."""
+    ClickHouse; both give the same rows. Viewers of one dashboard share the answer like the rollup
+    panels do (whole-second bounds make their requests equal)."""
+    tr = tr.whole_seconds()
     cap = min(db.limits.traces_python_rows, db.limits.max_result_rows - 1)
     if cap > 0:
         sql, params = q.traces_rows_query(dbn, project, tr, filters, limit, cap)
-        rows = await db.rows("traces", sql, params, q.TRACES_SETTINGS)
-        if len(rows) <= cap:
-            return q.aggregate_traces(rows, limit)
+        summed = await db.shared_rows("traces", sql, params, _TracesShape(limit, cap), q.TRACES_SETTINGS)
+        if summed is not None:
+            return summed
     sql, params = q.traces_query(dbn, project, tr, filters, limit)
-    return await db.rows("traces_sql", sql, params, q.TRACES_SETTINGS)
+    return await db.shared_rows("traces_sql", sql, params, None, q.TRACES_SETTINGS)
 
 
 async def distinct_values(db: Db, key: ApiKey, variable: str, tr: TimeRange) -> list[str]:
@@ -244,14 +267,14 @@ def router(db: Db, auth: Any) -> APIRouter:
         targets = doc.get("targets") or []
         if not isinstance(targets, list):
             raise ApiError(400, "targets must be a list")
-        out: list[dict[str, Any]] = []
+        out: list[bytes] = []
         for t in targets:
             if not isinstance(t, dict):
                 raise ApiError(400, "each target must be an object with a `target` name")
             if t.get("hide") is True:
                 continue
             out.extend(await run_target(db, key, t, tr, iv, adhoc))
-        return jr(out)
+        return Response(b"[" + b",".join(out) + b"]", media_type="application/json")
 
     @r.post("/variable", summary="Values of a query variable")
     async def variable(body: Any = Body_, key: ApiKey = Depends(auth)) -> Response:

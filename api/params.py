@@ -28,6 +28,14 @@ class TimeRange:
     def ms(self) -> tuple[int, int]:
         return int(self.start.timestamp() * 1000), int(self.end.timestamp() * 1000)
 
+    def whole_seconds(self) -> TimeRange:
+        """Both bounds rounded up to whole seconds, so that equal requests within a second are equal
+        (the rollups do the same at minutes): the newest edge may take in the current second."""
+        def up(t: datetime) -> datetime:
+            return t if t.microsecond == 0 else t.replace(microsecond=0) + timedelta(seconds=1)
+
+        return TimeRange(up(self.start), up(self.end))
+
 
 def parse_time(value: Any, field: str, now: datetime | None = None) -> datetime:
     """ISO-8601, epoch milliseconds, or Grafana's relative `now-6h`."""

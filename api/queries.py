@@ -171,7 +171,9 @@ def rollup_source(sql: Sql, db: str, tr: TimeRange, width_ms: int, filters: list
     if not parts:  # an empty range: read nothing, keep the shape
         parts.append(f"SELECT {ROLLUP_READ} FROM {table(db, 'rollups_1m')} WHERE 0")
         used.append("rollups_1m")
-    return "(" + " UNION ALL ".join(parts) + ")", "+".join(dict.fromkeys(used))
+    # Tiers named finest first whatever the range's edges, so equal plans carry equal labels.
+    order = [n for n, _ in reversed(TIERS)]
+    return "(" + " UNION ALL ".join(parts) + ")", "+".join(sorted(set(used), key=order.index))
 
 
 # -- metrics ---------------------------------------------------------------------------------

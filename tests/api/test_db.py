@@ -39,3 +39,42 @@ async def test_sharing_can_be_switched_off(clickhouse):
     before = _runs("unshared_test")
     await asyncio.gather(*(db.shared_rows("unshared_test", "SELECT 1 AS one", {}) for _ in range(3)))
     assert _runs("unshared_test") - before == 3
+
+
+def test_whole_seconds_rounds_both_bounds_up():
+    from datetime import UTC, datetime
+
+    from api.params import TimeRange
+
+    t = datetime(2026, 12, 8, 1, 2, 3, tzinfo=UTC)
+    r = TimeRange(t.replace(microsecond=1), t.replace(second=9, microsecond=999_000)).whole_seconds()
+    assert r == TimeRange(t.replace(second=4), t.replace(second=10))
+    assert TimeRange(t, t.replace(second=9)).whole_seconds() == TimeRange(t, t.replace(second=9))
+
+
+async def test_viewers_of_one_traces_table_share_its_query(env):
+    # Two viewers' "now" a few hundred ms apart within one second: one ClickHouse query, one answer.
+    end = env.ds.end.replace(microsecond=100_000)
+
+    def body(ms: int, agent: str) -> dict:
+        return {"range": {"from": env.ds.start.isoformat(), "to": end.replace(microsecond=ms * 1000).isoformat()},
+                "targets": [{"target": "traces", "refId": "T", "payload": {"limit": 20, "agent": agent}}]}
+
+    before = _runs("traces")
+    a, b = await asyncio.gather(env.query(body(100, "coder")), env.query(body(700, "coder")))
+    assert a.status_code == b.status_code == 200 and a.content == b.content
+    assert a.json()[0]["rows"] and a.json()[0]["refId"] == "T"
+    assert _runs("traces") - before == 1
+    other = await env.query(body(700, "reviewer"))  # another question runs
+    assert _runs("traces") - before == 2 and other.json()[0]["rows"] != a.json()[0]["rows"]
+
+
+async def test_a_shared_series_carries_each_requests_refid(env):
+    def body(refid: str | None) -> dict:
+        target = {"target": "metrics", "payload": {"field": "calls", "aggregation": "count", "group_by": "model"}}
+        return {"range": env.grafana_range(), "intervalMs": 600_000,
+                "targets": [{**target, "refId": refid} if refid else target]}
+
+    plain, tagged = (await env.query(body(None))).json(), (await env.query(body("B"))).json()
+    assert plain and all("refId" not in s for s in plain)
+    assert [s.pop("refId") for s in tagged] == ["B"] * len(plain) and tagged == plain

@@ -77,11 +77,13 @@ def test_segments_cover_the_range_once():
     assert all(a[2] == b[1] for a, b in zip(segs, segs[1:], strict=False))
 
 
-def test_rollups_serve_minute_multiples_and_raw_serves_the_rest():
+# The hour of the day decides which edges a week has (at 23:17 the start needs no hour rows).
+@pytest.mark.parametrize("hour", [0, 12, 23])
+def test_rollups_serve_minute_multiples_and_raw_serves_the_rest(hour):
     from datetime import UTC, datetime, timedelta
 
     # Not on a whole hour (a run at hh:00 would have no minute edges): 17 min 23 s past the hour.
-    end = datetime.now(UTC).replace(minute=17, second=23, microsecond=0)
+    end = datetime.now(UTC).replace(hour=hour, minute=17, second=23, microsecond=0)
     tr = TimeRange(end - timedelta(days=7), end)
 
     def src(field, agg, group, iv, filters=()):
